@@ -1,0 +1,1 @@
+"""The kernel's own plugins, registered like any other (first in loading order)."""

@@ -1,0 +1,86 @@
+"""Cross-cutting concerns as hook wrappers: timing, peak memory, structured logs, NaN guard.
+
+Every editor and metric gets these without writing a line: they wrap ``kme_edit`` and
+``kme_evaluate`` for all plugins.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from kme import hookimpl
+from kme.errors import EditFailedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kme.components import Editor, Metric
+    from kme.data import EditRequest, Location
+    from kme.edited import EditedModel
+    from kme.evaluation import EvalContext
+
+log = structlog.get_logger("kme")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cuda_reset(model: "EditedModel") -> bool:
+    import torch
+
+    if model.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(model.device)
+        return True
+    return False
+
+
+def _cuda_peak_mb(model: "EditedModel") -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated(model.device) / 2**20
+
+
+@hookimpl(wrapper=True)
+def kme_edit(model: "EditedModel", editor: "Editor", requests: list["EditRequest"],
+             location: "Location | None") -> Any:
+    cuda = _cuda_reset(model)
+    t0 = time.perf_counter()
+    try:
+        handle = yield
+    except Exception as e:
+        log.warning("edit.failed", editor=editor.name, n_requests=len(requests), error=str(e))
+        raise
+    elapsed = time.perf_counter() - t0
+    if handle is None:
+        return handle
+    bad = model.check_finite(handle)
+    if bad:
+        model.rollback(handle)
+        log.warning("edit.rolled_back", editor=editor.name, reason="non-finite weights", params=bad[:5])
+        raise EditFailedError(
+            f"editor {editor.name!r} produced NaN/inf in {len(bad)} parameter(s) ({', '.join(bad[:3])}); "
+            "the edit was rolled back",
+            hint="lower the learning rate / clamp norm, or check the request's targets",
+        )
+    handle.meta["edit_seconds"] = elapsed
+    handle.meta["peak_rss_mb"] = _peak_rss_mb()
+    if cuda:
+        handle.meta["cuda_peak_mb"] = _cuda_peak_mb(model)
+    log.info("edit.applied", editor=editor.name, n_requests=len(requests), seconds=round(elapsed, 4),
+             params_changed=len(handle.deltas), memory_items=len(handle.memory))
+    return handle
+
+
+@hookimpl(wrapper=True)
+def kme_evaluate(model: "EditedModel", metric: "Metric", requests: list["EditRequest"],
+                 context: "EvalContext") -> Any:
+    t0 = time.perf_counter()
+    values = yield
+    elapsed = time.perf_counter() - t0
+    context.timings[metric.name] = context.timings.get(metric.name, 0.0) + elapsed
+    log.debug("metric.computed", metric=metric.name, phase=context.phase, n=len(requests),
+              seconds=round(elapsed, 4))
+    return values

@@ -1,0 +1,162 @@
+"""Base classes for everything a pipeline can name: editors, locators, datasets, metrics.
+
+A plugin subclasses one of these, sets the class attributes, and registers the class through
+the matching ``kme_register_*`` hook. The kernel instantiates it with validated params.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kme.errors import ConfigError, format_validation_error
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kme.data import EditRequest, Location, MemoryHit
+    from kme.edited import EditedModel, EditHandle
+    from kme.evaluation import EvalContext
+
+__all__ = ["Params", "Capabilities", "Component", "Editor", "Locator", "Dataset", "Metric"]
+
+
+class Params(BaseModel):
+    """Base for component params: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Capabilities(BaseModel):
+    """What an editor can do; the runner and ``kme plugins`` read these."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["parametric", "memory", "extension"] = "parametric"
+    batch: bool = True
+    sequential: bool = True
+    needs_training: bool = False
+    needs_covariance: bool = False
+
+
+class Component:
+    """Common shape of every registered component."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    kind_label: ClassVar[str] = "component"
+
+    def __init__(self, params: Params | dict[str, Any] | None = None):
+        self.params = self.parse_params(params)
+
+    @classmethod
+    def parse_params(cls, params: Params | dict[str, Any] | None, where: str | None = None) -> Params:
+        if isinstance(params, cls.Params):
+            return params
+        try:
+            return cls.Params.model_validate(params or {})
+        except ValidationError as e:
+            where = where or f"{cls.kind_label} {cls.name!r} params"
+            fields = ", ".join(cls.Params.model_fields) or "(none)"
+            raise ConfigError(
+                format_validation_error(e),
+                where=where,
+                hint=f"{cls.kind_label} {cls.name!r} accepts: {fields}",
+            ) from None
+
+    @classmethod
+    def info(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "description": cls.description,
+            "params": cls.Params.model_json_schema(),
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.params!r}>"
+
+
+class Editor(Component):
+    """An editing method. Parametric editors change weights through the handle; memory
+    editors store items in ``handle.memory`` and answer :meth:`lookup`; extension editors add
+    modules and register their removal with ``handle.on_undo``."""
+
+    kind_label: ClassVar[str] = "editor"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def apply(
+        self, model: "EditedModel", requests: list["EditRequest"], location: "Location | None" = None
+    ) -> "EditHandle":
+        """Apply ``requests``; create the handle with ``model.new_handle(self, requests)``."""
+        raise NotImplementedError(f"editor {self.name!r} does not implement apply()")
+
+    def lookup(self, model: "EditedModel", handle: "EditHandle", prompts: list[str]) -> list["MemoryHit"]:
+        """Memory editors: the stored items of ``handle`` relevant to ``prompts``."""
+        return []
+
+    def restore(self, model: "EditedModel", handle: "EditHandle") -> None:
+        """Rebuild non-weight state (memory indexes, added modules) after a patch loads.
+
+        Weight deltas are re-applied by the kernel; override this when ``handle.memory`` or
+        ``handle.state`` must be turned back into live objects.
+        """
+
+    @classmethod
+    def info(cls) -> dict[str, Any]:
+        return {**super().info(), "capabilities": cls.capabilities.model_dump()}
+
+
+class Locator(Component):
+    """Finds where a fact lives (layers, modules, neurons)."""
+
+    kind_label: ClassVar[str] = "locator"
+
+    def locate(self, model: "EditedModel", requests: list["EditRequest"]) -> "Location":
+        raise NotImplementedError(f"locator {self.name!r} does not implement locate()")
+
+
+class Dataset(Component):
+    """Turns a dataset's native records into :class:`kme.EditRequest` objects.
+
+    ``source_format`` and ``homepage`` are shown by ``kme plugins`` so users know which file
+    to pass and where to get it.
+    """
+
+    kind_label: ClassVar[str] = "dataset"
+    source_format: ClassVar[str] = ""
+    homepage: ClassVar[str] = ""
+
+    def load(self) -> Iterable["EditRequest"]:
+        raise NotImplementedError(f"dataset {self.name!r} does not implement load()")
+
+    def train_requests(self) -> Iterable["EditRequest"]:
+        """Requests for methods that train (MEND, SERAC); empty when the dataset has none."""
+        return []
+
+    @classmethod
+    def info(cls) -> dict[str, Any]:
+        return {**super().info(), "source_format": cls.source_format, "homepage": cls.homepage}
+
+
+class Metric(Component):
+    """Scores a model on requests' probes; one value per request.
+
+    ``scoring`` names how an answer is judged (``probability-comparison``,
+    ``teacher-forced-token-accuracy``, ``greedy-exact-match``, ``agreement``, ...).
+    ``protocols`` lists the protocols it applies to.
+    """
+
+    kind_label: ClassVar[str] = "metric"
+    scoring: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    protocols: ClassVar[tuple[str, ...]] = ("batch", "sequential")
+
+    def compute(
+        self, model: "EditedModel", requests: list["EditRequest"], context: "EvalContext"
+    ) -> list[float | None]:
+        raise NotImplementedError(f"metric {self.name!r} does not implement compute()")
+
+    @classmethod
+    def info(cls) -> dict[str, Any]:
+        return {**super().info(), "scoring": cls.scoring, "higher_is_better": cls.higher_is_better}

@@ -1,0 +1,425 @@
+"""The composed edited model: a base LM, the stack of edits applied to it, and the one
+inference path every metric uses.
+
+Parametric edits are recorded as per-parameter deltas; the first time a parameter is touched
+its pristine value is kept, so undoing any subset of edits restores the weights bit for bit
+(pristine value, then the remaining edits' deltas re-added in order). Memory editors
+contribute at inference through the ``kme_memory_lookup`` hook, so parametric and memory
+editors compose: IKE's demonstrations are prepended to queries answered by MEMIT-edited
+weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from kme.data import EditRequest, Location, MemoryHit
+from kme.errors import KmeError
+from kme.models.layouts import ModelLayout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kme.components import Editor
+    from kme.plugins import KmePluginManager
+
+__all__ = ["EditedModel", "EditHandle", "TargetScore", "join_target"]
+
+_handle_ids = itertools.count(1)
+
+
+@dataclass
+class EditHandle:
+    """Everything one ``kme_edit`` call changed: weight deltas, memory items, extension state.
+
+    Editors fill it through :meth:`add_delta` / :meth:`set_param` (weights), ``memory``
+    (JSON-serialisable items), ``state`` (tensors of added modules, saved in patches) and
+    :meth:`on_undo` (callbacks that remove added modules).
+    """
+
+    editor_name: str
+    params: dict[str, Any]
+    requests: list[EditRequest]
+    model: "EditedModel" = field(repr=False)
+    editor: "Editor | None" = field(default=None, repr=False)
+    deltas: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    memory: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    meta: dict[str, Any] = field(default_factory=dict)
+    id: int = field(default_factory=lambda: next(_handle_ids))
+    _undo_callbacks: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _toggles: list[Callable[[bool], None]] = field(default_factory=list, repr=False)
+    applied: bool = True
+
+    def add_delta(self, param_name: str, delta: torch.Tensor) -> None:
+        """Add ``delta`` to parameter ``param_name`` (in the parameter's dtype), recorded."""
+        self.model._add_delta(self, param_name, delta)
+
+    def set_param(self, param_name: str, value: torch.Tensor) -> None:
+        """Set a parameter to ``value``; recorded as the delta from its current value."""
+        p = self.model.parameter(param_name)
+        self.add_delta(param_name, value.to(p.dtype) - p.detach())
+
+    def on_undo(self, fn: Callable[[], None]) -> None:
+        """Register a callback that removes what this edit added (modules, hooks)."""
+        self._undo_callbacks.append(fn)
+
+    def on_toggle(self, fn: Callable[[bool], None]) -> None:
+        """Register ``fn(enabled)`` that switches added modules off/on while the model is
+        temporarily suspended (:meth:`EditedModel.suspended`)."""
+        self._toggles.append(fn)
+
+    @property
+    def kind(self) -> str:
+        return self.editor.capabilities.kind if self.editor is not None else "parametric"
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "editor": self.editor_name,
+            "params": self.params,
+            "requests": [r.model_dump(mode="json") for r in self.requests],
+            "deltas": sorted(self.deltas),
+            "memory": self.memory,
+            "state": sorted(self.state),
+            "meta": self.meta,
+        }
+
+
+@dataclass
+class TargetScore:
+    """Teacher-forced score of a target continuation.
+
+    ``token_logprobs[i]`` is log P(target token i | prompt, target tokens < i);
+    ``token_correct[i]`` whether the argmax at that position is target token i.
+    """
+
+    logprob: float
+    token_logprobs: list[float]
+    token_correct: list[bool]
+    target_ids: list[int]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.target_ids)
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob / max(1, self.n_tokens)
+
+    @property
+    def token_accuracy(self) -> float:
+        return sum(self.token_correct) / max(1, len(self.token_correct))
+
+    @property
+    def all_correct(self) -> bool:
+        return bool(self.token_correct) and all(self.token_correct)
+
+
+def join_target(prompt: str, target: str) -> str:
+    """The continuation text scored after ``prompt``: ``target`` preceded by one space,
+    unless the target already starts with whitespace or the prompt ends with it."""
+    if not target or target[0].isspace() or not prompt or prompt[-1].isspace():
+        return target
+    return " " + target
+
+
+class EditedModel:
+    """A Hugging Face causal LM, its tokenizer and layout, and the edits applied to it."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, layout: ModelLayout,
+                 pm: "KmePluginManager", source: str = "<in-memory>"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.layout = layout
+        self.pm = pm
+        self.source = source
+        self.stack: list[EditHandle] = []
+        self._hidden: list[EditHandle] = []  # edits switched off by suspended()
+        self._pending: list[EditHandle] = []  # handles of an edit in progress
+        self._pristine: dict[str, torch.Tensor] = {}
+        self._params = dict(model.named_parameters())
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        from kme.models.fingerprint import model_fingerprint
+
+        self.base_fingerprint = model_fingerprint(model)
+
+    # -- structure ----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def num_layers(self) -> int:
+        return self.layout.num_layers(self.model)
+
+    def parameter(self, name: str) -> torch.nn.Parameter:
+        try:
+            return self._params[name]
+        except KeyError:
+            raise KmeError(f"model has no parameter {name!r}",
+                           hint="use layout.weight_name(layer, part) to build parameter names") from None
+
+    # -- editing ------------------------------------------------------------------------
+    def new_handle(self, editor: "Editor", requests: Sequence[EditRequest]) -> EditHandle:
+        """A fresh handle for an edit in progress; if the edit fails, the kernel rolls back
+        whatever was recorded on it."""
+        h = EditHandle(editor_name=editor.name, params=editor.params.model_dump(mode="json"),
+                       requests=list(requests), model=self, editor=editor)
+        self._pending.append(h)
+        return h
+
+    def _add_delta(self, handle: EditHandle, name: str, delta: torch.Tensor) -> None:
+        p = self.parameter(name)
+        if tuple(delta.shape) != tuple(p.shape):
+            raise KmeError(f"delta for {name!r} has shape {tuple(delta.shape)}, parameter has {tuple(p.shape)}")
+        if name not in self._pristine:
+            self._pristine[name] = p.detach().to("cpu", copy=True)
+        d = delta.detach().to(device=p.device, dtype=p.dtype)
+        with torch.no_grad():
+            p.add_(d)
+        if name in handle.deltas:
+            handle.deltas[name] = handle.deltas[name] + d.cpu()
+        else:
+            handle.deltas[name] = d.to("cpu", copy=True)
+
+    def edit(self, editor: "Editor | str", requests: Sequence[EditRequest],
+             params: dict[str, Any] | None = None, location: Location | None = None) -> EditHandle:
+        """Apply ``requests`` with ``editor`` (an instance, or a registered name plus params)
+        through the ``kme_edit`` hook, and push the handle on the stack."""
+        if isinstance(editor, str):
+            editor = self.pm.editors.get(editor)(params)
+        if not requests:
+            raise KmeError(f"editor {editor.name!r} was given no requests")
+        self._pending = []
+        try:
+            handle = self.pm.hook.kme_edit(model=self, editor=editor, requests=list(requests), location=location)
+            if handle is None:
+                raise KmeError(f"no plugin applied editor {editor.name!r}")
+        except BaseException:
+            for h in reversed(self._pending):
+                if h not in self.stack:
+                    self.rollback(h)
+            raise
+        finally:
+            self._pending = []
+        if handle not in self.stack:
+            self.stack.append(handle)
+        return handle
+
+    def rollback(self, handle: EditHandle) -> None:
+        """Undo a handle that may not be on the stack yet (a failed or rejected edit)."""
+        if not handle.applied:
+            return
+        if handle in self.stack:
+            self.undo(handle)
+            return
+        self.stack.append(handle)
+        self.undo(handle)
+
+    def undo(self, handle: EditHandle | None = None) -> None:
+        """Undo one edit (``handle``) or, with no argument, every edit; weights are restored
+        bit for bit."""
+        targets = list(self.stack) if handle is None else [handle]
+        for h in targets:
+            if h not in self.stack:
+                raise KmeError(f"edit {h.id} ({h.editor_name}) is not applied to this model")
+        touched = set().union(*(h.deltas for h in targets)) if targets else set()
+        for h in reversed(targets):
+            for cb in reversed(h._undo_callbacks):
+                cb()
+            h.applied = False
+            self.stack.remove(h)
+        with torch.no_grad():
+            for name in touched:
+                p = self.parameter(name)
+                p.copy_(self._pristine[name].to(p.device))
+                for h in self.stack:
+                    if name in h.deltas:
+                        p.add_(h.deltas[name].to(p.device))
+                if not any(name in h.deltas for h in self.stack + self._hidden):
+                    del self._pristine[name]
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Temporarily run the unedited base model: weights restored bit for bit, memory and
+        extension editors switched off; every edit is back, exactly, on exit. Edits made
+        inside the block must be undone inside it."""
+        if self._hidden:
+            raise KmeError("suspended() cannot be nested")
+        saved = list(self.stack)
+        self._hidden = saved
+        touched = set(self._pristine)
+        with torch.no_grad():
+            for name in touched:
+                p = self.parameter(name)
+                p.copy_(self._pristine[name].to(p.device))
+        for h in saved:
+            for t in h._toggles:
+                t(False)
+        self.stack = []
+        try:
+            yield
+        finally:
+            if self.stack:
+                leftover = list(self.stack)
+                self.undo()
+                raise KmeError(f"{len(leftover)} edit(s) made inside suspended() were not undone; undid them")
+            self.stack = saved
+            self._hidden = []
+            with torch.no_grad():
+                for name in touched:
+                    p = self.parameter(name)
+                    p.copy_(self._pristine[name].to(p.device))
+                    for h in saved:
+                        if name in h.deltas:
+                            p.add_(h.deltas[name].to(p.device))
+            for h in saved:
+                for t in h._toggles:
+                    t(True)
+
+    def check_finite(self, handle: EditHandle) -> list[str]:
+        """Names of parameters changed by ``handle`` that now hold NaN or inf."""
+        return [n for n in handle.deltas if not torch.isfinite(self.parameter(n)).all()]
+
+    # -- persistence --------------------------------------------------------------------
+    def save_patch(self, path: str, handles: Sequence[EditHandle] | None = None) -> None:
+        from kme.patch import save_patch
+
+        save_patch(self, path, list(self.stack if handles is None else handles))
+
+    def load_patch(self, path: str) -> list[EditHandle]:
+        from kme.patch import load_patch
+
+        return load_patch(self, path)
+
+    def save_pretrained(self, path: str) -> None:
+        """Save the edited weights and tokenizer; memory editors' items are not weights and
+        are kept only in patches."""
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+
+    # -- inference ----------------------------------------------------------------------
+    def memory_contexts(self, prompts: Sequence[str]) -> list[str]:
+        """The text each memory editor places before each prompt, combined in stack order."""
+        if not any(h.kind == "memory" for h in self.stack):
+            return [""] * len(prompts)
+        results = self.pm.hook.kme_memory_lookup(model=self, prompts=list(prompts))
+        ctx = [""] * len(prompts)
+        for hits in results:
+            for hit in hits or []:
+                if not isinstance(hit, MemoryHit):
+                    raise KmeError(f"kme_memory_lookup returned {type(hit).__name__}, expected MemoryHit")
+                ctx[hit.prompt_index] += hit.context
+        return ctx
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=True)["input_ids"]
+
+    def _encode_cont(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def target_ids(self, prompt: str, target: str) -> list[int]:
+        return self._encode_cont(join_target(prompt, target))
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str], targets: Sequence[str], *, batch_size: int = 64,
+              use_memory: bool = True) -> list[TargetScore]:
+        """Teacher-forced log-probabilities of each ``target`` continuing its ``prompt``.
+
+        Batched with right padding (positions stay correct), sorted by length to reduce padding,
+        memory contexts placed before each prompt.
+        """
+        if len(prompts) != len(targets):
+            raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
+        ctx = self.memory_contexts(prompts) if use_memory else [""] * len(prompts)
+        seqs = []
+        for c, p, t in zip(ctx, prompts, targets):
+            pid = self._encode(c + p)
+            tid = self.target_ids(p, t)
+            if not tid:
+                raise KmeError(f"target {t!r} of prompt {p!r} encodes to no tokens")
+            seqs.append((pid, tid))
+        out: list[TargetScore | None] = [None] * len(seqs)
+        order = sorted(range(len(seqs)), key=lambda i: -(len(seqs[i][0]) + len(seqs[i][1])))
+        pad = self.tokenizer.pad_token_id
+        dev = self.device
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            full = [seqs[i][0] + seqs[i][1] for i in idx]
+            width = max(len(s) for s in full)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, s in enumerate(full):
+                ids[r, : len(s)] = torch.tensor(s)
+                mask[r, : len(s)] = 1
+            logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            for r, i in enumerate(idx):
+                pid, tid = seqs[i]
+                pos = torch.arange(len(pid) - 1, len(pid) - 1 + len(tid), device=dev)
+                tgt = torch.tensor(tid, device=dev)
+                lp = logp[r, pos].gather(-1, tgt[:, None])[:, 0]
+                correct = logp[r, pos].argmax(-1) == tgt
+                out[i] = TargetScore(float(lp.sum()), lp.tolist(), correct.tolist(), tid)
+        return out  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def next_token_logprobs(self, prompts: Sequence[str], *, batch_size: int = 64,
+                            use_memory: bool = True) -> torch.Tensor:
+        """Log-distribution of the next token after each prompt, ``[len(prompts), vocab]``."""
+        ctx = self.memory_contexts(prompts) if use_memory else [""] * len(prompts)
+        enc = [self._encode(c + p) for c, p in zip(ctx, prompts)]
+        rows: list[torch.Tensor | None] = [None] * len(enc)
+        pad = self.tokenizer.pad_token_id
+        order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            width = max(len(enc[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(idx):
+                ids[r, : len(enc[i])] = torch.tensor(enc[i])
+                mask[r, : len(enc[i])] = 1
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            last = mask.sum(1) - 1
+            lp = torch.log_softmax(logits[torch.arange(len(idx)), last.to(self.device)].float(), -1).cpu()
+            for r, i in enumerate(idx):
+                rows[i] = lp[r]
+        return torch.stack(rows) if rows else torch.empty(0)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 20, batch_size: int = 32,
+                 use_memory: bool = True) -> list[str]:
+        """Greedy continuations (text after the prompt), batched with left padding."""
+        ctx = self.memory_contexts(prompts) if use_memory else [""] * len(prompts)
+        texts = [c + p for c, p in zip(ctx, prompts)]
+        out: list[str] = [""] * len(texts)
+        tok = self.tokenizer
+        side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            for start in range(0, len(texts), batch_size):
+                chunk = texts[start:start + batch_size]
+                enc = tok(chunk, return_tensors="pt", padding=True).to(self.device)
+                gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=tok.pad_token_id, num_beams=1)
+                new = gen[:, enc["input_ids"].shape[1]:]
+                for r, seq in enumerate(new):
+                    out[start + r] = tok.decode(seq, skip_special_tokens=True)
+        finally:
+            tok.padding_side = side
+        return out
+
+    def __repr__(self) -> str:
+        return f"<EditedModel {self.source!r} {self.layout.model_type} edits={len(self.stack)}>"
+
+
+def finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None

@@ -1,0 +1,1 @@
+"""kme plugin: datasets."""
