@@ -152,6 +152,14 @@ class Metric(Component):
     higher_is_better: ClassVar[bool] = True
     protocols: ClassVar[tuple[str, ...]] = ("batch", "sequential")
 
+    def prepare(self, model: "EditedModel", requests: list["EditRequest"], context: "EvalContext") -> None:
+        """Called once per run on the unedited model over every request, before any edit.
+
+        Store what later calls need (unedited predictions for locality, ...) in
+        ``context.cache[self.name]``; it must be JSON-serialisable (it is saved with the run
+        and reused on resume).
+        """
+
     def compute(
         self, model: "EditedModel", requests: list["EditRequest"], context: "EvalContext"
     ) -> list[float | None]:

@@ -161,6 +161,7 @@ class EditRecord(_Model):
     metrics: dict[str, float | None] = Field(default_factory=dict)
     baseline: dict[str, float | None] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
+    location: dict[str, Any] | None = None
     error: str | None = None
 
 

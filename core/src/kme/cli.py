@@ -1,0 +1,218 @@
+"""The ``kme`` command line. Plugins add commands through ``kme_register_commands``.
+
+Bad input ends with exit code 2 and one message naming the file, field or plugin and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import yaml
+
+from kme.errors import KmeError
+from kme.plugins import KmePluginManager, build_plugin_manager, print_failures
+
+
+def _pm(ctx: click.Context) -> KmePluginManager:
+    return ctx.obj["pm"]
+
+
+def make_cli(pm: KmePluginManager) -> click.Group:
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(package_name="kme", prog_name="kme")
+    @click.pass_context
+    def cli(ctx: click.Context) -> None:
+        """kme: knowledge-based model editing for LLMs."""
+        ctx.ensure_object(dict)
+        ctx.obj["pm"] = pm
+
+    @cli.command()
+    @click.argument("pipeline", type=click.Path(dir_okay=False))
+    @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: the pipeline's output).")
+    @click.option("--resume", is_flag=True, help="Continue an interrupted run in the run folder.")
+    @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+    @click.option("-v", "--verbose", is_flag=True, help="Print info-level events too.")
+    @click.pass_context
+    def run(ctx: click.Context, pipeline: str, out_dir: str | None, resume: bool, no_progress: bool,
+            verbose: bool) -> None:
+        """Run PIPELINE (YAML): edit, evaluate, write a run folder."""
+        from kme.pipeline import load_pipeline, run_pipeline
+
+        spec = load_pipeline(pipeline)
+        summary = run_pipeline(spec, _pm(ctx), out_dir=out_dir, resume=resume, source=pipeline,
+                               progress=not no_progress, verbose=verbose)
+        click.echo(_metrics_table(summary))
+        click.echo(f"run folder: {summary['config']['output']}")
+
+    @cli.command()
+    @click.argument("pipeline", type=click.Path(dir_okay=False))
+    @click.pass_context
+    def validate(ctx: click.Context, pipeline: str) -> None:
+        """Validate PIPELINE against the installed plugins without loading any model."""
+        from kme.pipeline import load_pipeline, validate_components
+
+        spec = load_pipeline(pipeline)
+        validate_components(spec, _pm(ctx), pipeline)
+        click.echo(f"{pipeline}: valid ({len(spec.editors)} editor(s), {len(spec.metrics)} metric(s), "
+                   f"dataset {spec.dataset.name!r}, model {spec.model.name!r})")
+
+    @cli.command()
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.pass_context
+    def plugins(ctx: click.Context, as_json: bool) -> None:
+        """List installed plugins, what each provides and which hooks it implements."""
+        d = _pm(ctx).describe()
+        if as_json:
+            click.echo(json.dumps(d, indent=2))
+            return
+        for p in d["plugins"]:
+            ver = f" {p['version']}" if p["version"] else ""
+            dist = f" ({p['distribution']}{ver})" if p["distribution"] else ""
+            click.echo(f"{p['name']}{dist}{' [built-in]' if p['builtin'] else ''}")
+            for kind, names in p["provides"].items():
+                click.echo(f"  {kind}: {', '.join(names)}")
+            click.echo(f"  hooks: {', '.join(p['hooks'])}")
+        for f in d["failures"]:
+            click.echo(f"FAILED {f['name']} ({f['distribution']}): {f['phase']}: {f['error']}")
+
+    @cli.command()
+    @click.pass_context
+    def datasets(ctx: click.Context) -> None:
+        """List datasets: name, source format, where to get it."""
+        reg = _pm(ctx).datasets
+        for name, cls in reg.items():
+            click.echo(f"{name}: {cls.description}")
+            if cls.source_format:
+                click.echo(f"  format: {cls.source_format}")
+            if cls.homepage:
+                click.echo(f"  source: {cls.homepage}")
+
+    @cli.command()
+    @click.argument("model")
+    @click.option("--editor", "editor_name", required=True, help="Registered editor name.")
+    @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Editor param (YAML value).")
+    @click.option("--prompt", required=True, help="Relation prompt with a {} subject slot.")
+    @click.option("--subject", required=True)
+    @click.option("--target", required=True, help="New object o*.")
+    @click.option("--target-true", default=None, help="Old object o, if known.")
+    @click.option("--save-patch", type=click.Path(file_okay=False), help="Write the edit as a patch folder.")
+    @click.option("--save-model", type=click.Path(file_okay=False), help="Write the edited weights (save_pretrained).")
+    @click.pass_context
+    def edit(ctx: click.Context, model: str, editor_name: str, params: tuple[str, ...], prompt: str,
+             subject: str, target: str, target_true: str | None, save_patch: str | None,
+             save_model: str | None) -> None:
+        """Edit one fact of MODEL (alias, path or hub id) and save the result."""
+        from pydantic import ValidationError
+
+        from kme.data import EditRequest
+        from kme.errors import ConfigError, format_validation_error
+        from kme.models.loading import load_model
+
+        pm = _pm(ctx)
+        cls = pm.editors.get(editor_name, where="--editor")
+        editor = cls(cls.parse_params(_parse_params(params), where="--param"))
+        try:
+            req = EditRequest(case_id=0, prompt=prompt, subject=subject, target_new=target, target_true=target_true)
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e), where="edit request") from None
+        m = load_model(model, pm)
+        before = m.generate([req.text], max_new_tokens=5)[0]
+        m.edit(editor, [req])
+        after = m.generate([req.text], max_new_tokens=5)[0]
+        click.echo(f"{req.text!r}\n  before: {before!r}\n  after:  {after!r}")
+        if save_patch:
+            m.save_patch(save_patch)
+            click.echo(f"patch written to {save_patch}")
+        if save_model:
+            m.save_pretrained(save_model)
+            click.echo(f"edited model written to {save_model}")
+
+    @cli.group()
+    def patch() -> None:
+        """Inspect and apply saved patches."""
+
+    @patch.command("info")
+    @click.argument("path", type=click.Path(file_okay=False))
+    def patch_info(path: str) -> None:
+        """Show what a patch holds."""
+        from pathlib import Path
+
+        mpath = Path(path) / "manifest.json"
+        if not mpath.is_file():
+            raise KmeError(f"{path} is not a kme patch: no manifest.json")
+        m = json.loads(mpath.read_text())
+        click.echo(f"base model: {m['base_model']['source']} ({m['base_model']['fingerprint']})")
+        for e in m["edits"]:
+            click.echo(f"- {e['editor']}: {len(e['requests'])} request(s), {len(e['deltas'])} weight delta(s), "
+                       f"{len(e['memory'])} memory item(s)")
+
+    @patch.command("apply")
+    @click.argument("model")
+    @click.argument("path", type=click.Path(file_okay=False))
+    @click.option("--save-model", type=click.Path(file_okay=False), required=True,
+                  help="Where to write the patched model.")
+    @click.pass_context
+    def patch_apply(ctx: click.Context, model: str, path: str, save_model: str) -> None:
+        """Apply the patch at PATH to MODEL and save the result."""
+        from kme.models.loading import load_model
+
+        m = load_model(model, _pm(ctx))
+        hs = m.load_patch(path)
+        m.save_pretrained(save_model)
+        click.echo(f"applied {len(hs)} edit(s); patched model written to {save_model}")
+
+    return cli
+
+
+def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise KmeError(f"--param {item!r} must be KEY=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _metrics_table(summary: dict[str, Any]) -> str:
+    rows = [("metric", "value", "baseline", "scoring")]
+    for name, m in summary["metrics"].items():
+        f = (lambda x: "-" if x is None else f"{x:.4f}")
+        rows.append((name, f(m["value"]), f(m["baseline"]), m["scoring"]))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    try:
+        pm = build_plugin_manager()
+        print_failures(pm)
+        cli = make_cli(pm)
+        pm.hook.kme_register_commands(cli=cli)
+        cli.main(args=argv, prog_name="kme", standalone_mode=False)
+        return 0
+    except KmeError as e:
+        click.echo(f"error: {e.render()}", err=True)
+        return e.exit_code
+    except ValidationError as e:  # a model validated outside a component: still one clear message
+        from kme.errors import format_validation_error
+
+        click.echo(f"error: {format_validation_error(e)}", err=True)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
