@@ -3,7 +3,8 @@ editor and a locator, defined with the public API only."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import os
+from typing import Any
 
 import torch
 
@@ -84,9 +85,12 @@ class ShiftEditor(Editor):
     capabilities = Capabilities(kind="parametric")
 
     def apply(self, model, requests, location=None):
+        crash = os.environ.get("KME_TOY_CRASH_AT")
+        if crash is not None and any(str(r.case_id) == crash for r in requests):
+            raise RuntimeError(f"simulated crash at case {crash}")
         h = model.new_handle(self, requests)
         layer = location.layers[0] if location and location.layers else self.params.layer
-        name = model.layout.weight_name(layer, "mlp_out")
+        name = model.weight_name(layer, "mlp_out")
         w = model.parameter(name)
         for r in requests:
             g = torch.Generator().manual_seed(hash(str(r.case_id)) % 2**31)

@@ -189,6 +189,9 @@ def _metrics_table(summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
+    from kme.logs import configure_logging
+
+    configure_logging(None)
     try:
         pm = build_plugin_manager()
         print_failures(pm)

@@ -54,6 +54,7 @@ class EditHandle:
     id: int = field(default_factory=lambda: next(_handle_ids))
     _undo_callbacks: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _toggles: list[Callable[[bool], None]] = field(default_factory=list, repr=False)
+    _before: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     applied: bool = True
 
     def add_delta(self, param_name: str, delta: torch.Tensor) -> None:
@@ -159,6 +160,18 @@ class EditedModel:
     def num_layers(self) -> int:
         return self.layout.num_layers(self.model)
 
+    def check_layer(self, layer: int) -> int:
+        """``layer`` if the model has it (negative counts from the end), else a clear error."""
+        n = self.num_layers
+        if not isinstance(layer, int) or not (-n <= layer < n):
+            raise KmeError(f"layer {layer} does not exist: the model has {n} layers (0..{n - 1})",
+                           hint="pick a layer in range, or let a locator choose it")
+        return layer % n
+
+    def weight_name(self, layer: int, part: str = "mlp_out") -> str:
+        """Parameter name of ``part``'s weight in block ``layer`` (range-checked)."""
+        return self.layout.weight_name(self.check_layer(layer), part)  # type: ignore[arg-type]
+
     def parameter(self, name: str) -> torch.nn.Parameter:
         try:
             return self._params[name]
@@ -183,11 +196,16 @@ class EditedModel:
             self._pristine[name] = p.detach().to("cpu", copy=True)
         d = delta.detach().to(device=p.device, dtype=p.dtype)
         with torch.no_grad():
-            p.add_(d)
-        if name in handle.deltas:
-            handle.deltas[name] = handle.deltas[name] + d.cpu()
-        else:
-            handle.deltas[name] = d.to("cpu", copy=True)
+            if name in handle.deltas:
+                # Second change to the same parameter in one edit: keep a single delta whose
+                # re-application (before + total) gives exactly the weights we leave.
+                total = handle.deltas[name].to(p.device) + d
+                p.copy_(handle._before[name] + total)
+                handle.deltas[name] = total.to("cpu", copy=True)
+            else:
+                handle._before[name] = p.detach().clone()
+                p.add_(d)
+                handle.deltas[name] = d.to("cpu", copy=True)
 
     def edit(self, editor: "Editor | str", requests: Sequence[EditRequest],
              params: dict[str, Any] | None = None, location: Location | None = None) -> EditHandle:
@@ -208,7 +226,10 @@ class EditedModel:
                     self.rollback(h)
             raise
         finally:
+            for h in self._pending:
+                h._before.clear()
             self._pending = []
+        handle._before.clear()
         if handle not in self.stack:
             self.stack.append(handle)
         return handle

@@ -1,0 +1,195 @@
+"""`kme run` / `kme validate` end to end, the summary format, resume, and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import write_pipeline
+
+PIPE = """\
+model: {model}
+dataset: {{name: toy, limit: 5}}
+editors:
+  - {{name: toy_shift, params: {{scale: 0.5}}}}
+  - toy_memory
+metrics: [toy_logprob, toy_phase]
+protocol: {{mode: {mode}, batch_size: 2}}
+seed: 0
+output: {out}
+"""
+
+
+def _pipe(tmp_path: Path, model_dir: str, mode: str = "batch", **subs: str) -> str:
+    text = PIPE.format(model=model_dir, mode=mode, out=tmp_path / "run")
+    for old, new in subs.items():
+        text = text.replace(old, new)
+    return write_pipeline(tmp_path / "pipe.yaml", text)
+
+
+def test_batch_run_writes_the_run_folder(kme_cli, tmp_path, model_dir):
+    r = kme_cli("run", _pipe(tmp_path, model_dir), "--no-progress")
+    assert r.code == 0, r
+    run = tmp_path / "run"
+    for name in ("config.json", "baseline.json", "edits.jsonl", "summary.json", "report.md", "log.jsonl"):
+        assert (run / name).is_file(), name
+    rows = [json.loads(x) for x in (run / "edits.jsonl").read_text().splitlines()]
+    assert [r["case_id"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["batch"] for r in rows] == [0, 0, 1, 1, 2]
+    assert all(r["metrics"]["toy_phase"] == 2.0 and r["baseline"]["toy_phase"] == 1.0 for r in rows)
+    assert rows[0]["editors"] == ["toy_shift", "toy_memory"]
+    assert "toy_shift_s" in rows[0]["timings"]
+    s = json.loads((run / "summary.json").read_text())
+    assert s["counts"] == {"requests": 5, "batches": 3, "edited": 5, "failed": 0}
+    assert "toy_logprob" in r.out and "run folder" in r.out
+    events = [json.loads(x)["event"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert events[0] == "run.start" and events[-1] == "run.end" and "edit.applied" in events
+
+
+def test_summary_json_is_the_documented_public_format(kme_cli, tmp_path, model_dir):
+    assert kme_cli("run", _pipe(tmp_path, model_dir), "--no-progress").code == 0
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(s) == {"kme_summary_version", "status", "metrics", "config", "versions", "timings",
+                      "counts", "failures"}
+    assert s["kme_summary_version"] == 1 and s["status"] == "complete"
+    m = s["metrics"]["toy_phase"]
+    assert {"value", "baseline", "scoring"} <= set(m)
+    assert (m["value"], m["baseline"], m["scoring"], m["n"]) == (2.0, 1.0, "bookkeeping", 5)
+    assert s["config"]["dataset"] == {"name": "toy", "limit": 5}
+    assert s["config"]["editors"][0] == {"name": "toy_shift", "params": {"scale": 0.5}}
+    assert s["config"]["protocol"]["mode"] == "batch"
+    assert "kme" in s["versions"] and "torch" in s["versions"]
+    assert {"total_s", "edit_s", "eval_s", "baseline_s", "load_model_s"} <= set(s["timings"])
+    # the batch protocol undoes each batch: the edited values differ from the baseline
+    lp = s["metrics"]["toy_logprob"]
+    assert lp["value"] != lp["baseline"]
+
+
+def test_sequential_run_writes_retention(kme_cli, tmp_path, model_dir):
+    p = _pipe(tmp_path, model_dir, mode="sequential", **{"batch_size: 2}": "batch_size: 2, checkpoints: [2]}"})
+    r = kme_cli("run", p, "--no-progress")
+    assert r.code == 0, r
+    run = tmp_path / "run"
+    ret = json.loads((run / "retention.json").read_text())
+    assert [c["num_edits"] for c in ret["checkpoints"]] == [2, 5]
+    assert ret["checkpoints"][-1]["metrics"]["toy_phase"] == 3.0
+    assert (run / "retention.png").stat().st_size > 1000
+    s = json.loads((run / "summary.json").read_text())
+    assert s["metrics"]["toy_phase"]["value"] == 3.0 and s["metrics"]["toy_phase"]["immediate"] == 2.0
+    assert s["metrics"]["toy_phase"]["n"] == 5
+
+
+@pytest.mark.parametrize("mode", ["batch", "sequential"])
+def test_resume_after_interruption_loses_and_repeats_nothing(kme_cli, tmp_path, model_dir, monkeypatch, mode):
+    p = _pipe(tmp_path, model_dir, mode=mode)
+    monkeypatch.setenv("KME_TOY_CRASH_AT", "2")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        kme_cli("run", p, "--no-progress")
+    run = tmp_path / "run"
+    first = (run / "edits.jsonl").read_text().splitlines()
+    assert [json.loads(x)["batch"] for x in first] == [0, 0]
+    assert not (run / "summary.json").exists()
+    monkeypatch.delenv("KME_TOY_CRASH_AT")
+    r = kme_cli("run", p, "--no-progress")
+    assert r.code == 2 and "already holds a run" in r.err and "--resume" in r.err
+    r = kme_cli("run", p, "--no-progress", "--resume")
+    assert r.code == 0, r
+    rows = (run / "edits.jsonl").read_text().splitlines()
+    assert rows[:2] == first  # finished work kept as it was
+    assert [json.loads(x)["case_id"] for x in rows] == [0, 1, 2, 3, 4]  # nothing repeated
+    # resumed run gives the same numbers as an uninterrupted one
+    clean = kme_cli("run", p, "--no-progress", "--out", str(tmp_path / "clean"))
+    assert clean.code == 0
+    a = json.loads((run / "summary.json").read_text())["metrics"]
+    b = json.loads((tmp_path / "clean" / "summary.json").read_text())["metrics"]
+    assert a["toy_logprob"]["value"] == pytest.approx(b["toy_logprob"]["value"], abs=1e-5)
+
+
+def test_resume_with_a_different_pipeline_is_refused(kme_cli, tmp_path, model_dir):
+    assert kme_cli("run", _pipe(tmp_path, model_dir), "--no-progress").code == 0
+    p = _pipe(tmp_path, model_dir, **{"scale: 0.5": "scale: 0.7"})
+    r = kme_cli("run", p, "--resume", "--no-progress")
+    assert r.code == 2 and "differs from the run" in r.err and "editors" in r.err
+
+
+def test_locator_feeds_editors(kme_cli, tmp_path, model_dir):
+    p = _pipe(tmp_path, model_dir, **{"seed: 0": "seed: 0\nlocator: toy_last_layer"})
+    assert kme_cli("run", p, "--no-progress").code == 0
+    row = json.loads((tmp_path / "run" / "edits.jsonl").read_text().splitlines()[0])
+    assert row["location"]["layers"] == [3]
+
+
+def test_failed_edit_is_recorded_and_the_run_goes_on(kme_cli, tmp_path, model_dir):
+    p = _pipe(tmp_path, model_dir, **{"scale: 0.5": "make_nan: true"})
+    r = kme_cli("run", p, "--no-progress")
+    assert r.code == 0, r
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["counts"]["failed"] == 5 and "NaN" in s["failures"][0]["error"]
+    assert "Failures" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_validate_checks_everything_without_loading_a_model(kme_cli, tmp_path):
+    p = write_pipeline(tmp_path / "p.yaml", PIPE.format(model="./does/not/exist", mode="batch", out="x"))
+    r = kme_cli("validate", p)
+    assert r.code == 0 and "valid" in r.out
+
+
+BAD = [
+    ("model: x\ndataset: {name: toy\n", "malformed YAML at line"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("model: m\ndataset: toy\nmetrics: [toy_logprob]\nprotocl: {mode: batch}\n", "protocl: unknown field"),
+    ("model: m\ndataset: toy\nmetrics: []\n", "metrics: List should have at least 1 item"),
+    ("model: m\ndataset: toy\nmetrics: [toy_logprob]\nprotocol: {mode: parallel}\n", "protocol.mode"),
+    ("model: m\ndataset: toy\nmetrics: [toy_logprob]\nprotocol: {batch_size: 0}\n", "protocol.batch_size"),
+    ("model: m\ndataset: toy\nmetrics: [toy_logprb]\n", "unknown metric 'toy_logprb'; did you mean 'toy_logprob'"),
+    ("model: m\ndataset: {name: toi}\nmetrics: [toy_logprob]\n", "unknown dataset 'toi'; did you mean 'toy'"),
+    ("model: m\ndataset: toy\neditors: [{name: toy_shift, params: {scael: 1}}]\nmetrics: [toy_logprob]\n",
+     "editors[0].params: scael: unknown field"),
+    ("model: m\ndataset: {name: toy, limt: 3}\nmetrics: [toy_logprob]\n", "dataset: limt: unknown field"),
+    ("model: m\ndataset: toy\neditors: [toy_single]\nmetrics: [toy_logprob]\nprotocol: {batch_size: 4}\n",
+     "cannot edit a batch of 4"),
+    ("model: m\ndataset: toy\neditors: [{name: 'kme.cli:main'}]\nmetrics: [toy_logprob]\n", "unknown editor 'kme.cli:main'"),
+    ("model: m\ndataset: toy\nmetrics: [toy_logprob, toy_logprob]\n", "listed twice"),
+    ("model: m\ndataset: toy\nmetrics: [toy_logprob]\nprotocol: {checkpoints: [3]}\n", "only to mode: sequential"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD)
+def test_bad_pipelines_exit_2_with_one_clear_message(kme_cli, tmp_path, text, message):
+    p = write_pipeline(tmp_path / "bad.yaml", text)
+    for cmd in ("validate", "run"):
+        r = kme_cli(cmd, p)
+        assert r.code == 2, r
+        assert message in r.err, r
+        assert str(p) in r.err
+        assert "Traceback" not in r.err
+
+
+def test_missing_pipeline_file(kme_cli, tmp_path):
+    r = kme_cli("run", str(tmp_path / "nope.yaml"))
+    assert r.code == 2 and "does not exist" in r.err
+
+
+def test_bad_inputs_found_only_at_run_time(kme_cli, tmp_path, model_dir):
+    # a dataset record missing a field
+    p = _pipe(tmp_path, model_dir, **{"limit: 5": "limit: 5, broken: true"})
+    r = kme_cli("run", p, "--no-progress")
+    assert r.code == 2 and "toy.json: record 3 is missing field 'subject'" in r.err
+    # a model path that does not exist
+    p = _pipe(tmp_path, "./no/such/dir", **{"output:": "output: "})
+    r = kme_cli("run", p, "--no-progress", "--out", str(tmp_path / "r2"))
+    assert r.code == 2 and "model path './no/such/dir' does not exist" in r.err
+    # a hub id that cannot be reached
+    p = _pipe(tmp_path, "nobody/nothing")
+    r = kme_cli("run", p, "--no-progress", "--out", str(tmp_path / "r3"))
+    assert r.code == 2 and "hub cannot be reached" in r.err and "local directory" in r.err
+
+
+def test_python_api_runs_the_same_pipeline(pm, tmp_path, model_dir):
+    from kme.pipeline import parse_pipeline, run_pipeline
+
+    spec = parse_pipeline({"model": model_dir, "dataset": {"name": "toy", "limit": 3},
+                           "editors": ["toy_shift"], "metrics": ["toy_phase"]})
+    s = run_pipeline(spec, pm, out_dir=tmp_path / "api", progress=False)
+    assert s["metrics"]["toy_phase"]["value"] == 2.0 and s["counts"]["edited"] == 3
