@@ -1,1 +1,57 @@
-"""kme plugin: factworld."""
+"""kme-factworld: kme's offline default model and dataset.
+
+An invented world of people, cities and countries (:mod:`kme_factworld.world`), a byte-level
+BPE tokenizer and a small GPT-2 model trained on it with plain PyTorch (shipped in
+``checkpoint/``), the ``factworld`` dataset of counterfactual edit requests, the model alias
+``factworld``, a text corpus for activation statistics (:func:`corpus`) and the
+``kme factworld`` commands (``train``, ``check``, ``world``, ``corpus``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kme
+
+__all__ = ["CHECKPOINT_DIR", "corpus", "load_world", "kme_register_datasets", "kme_register_model_aliases",
+           "kme_register_commands"]
+
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
+"""The shipped model and tokenizer (``from_pretrained`` loads it like any local model)."""
+
+
+def corpus(seed: int = 0, passes: int = 1) -> list[str]:
+    """Text of the shipped world's true facts, one document per line (in-distribution text
+    for covariance statistics of MLP keys, with no download). Deterministic in ``seed``."""
+    from kme_factworld.text import corpus as _corpus
+
+    return _corpus(None, seed=seed, passes=passes)
+
+
+def load_world(path: str | Path | None = None) -> Any:
+    """The shipped :class:`~kme_factworld.world.World` (or one read from ``path``)."""
+    from kme_factworld.world import load_world as _load
+
+    return _load(path)
+
+
+@kme.hookimpl
+def kme_register_datasets(register: Any) -> None:
+    from kme_factworld.dataset import FactWorldDataset
+
+    register(FactWorldDataset)
+
+
+@kme.hookimpl
+def kme_register_model_aliases(register: Any) -> None:
+    register(kme.ModelAlias(
+        name="factworld", target=str(CHECKPOINT_DIR),
+        description="GPT-2 (4 layers x 128) trained on kme's fact world; ships with kme-factworld"))
+
+
+@kme.hookimpl
+def kme_register_commands(cli: Any) -> None:
+    from kme_factworld.cli import factworld
+
+    cli.add_command(factworld)

@@ -1,0 +1,148 @@
+"""The ``factworld`` dataset: counterfactual edit requests over the fact world, in the shape
+of CounterFact.
+
+One request per (subject, relation): the subject's object is replaced by another object of
+the same relation. Its probes:
+
+* ``paraphrase_prompts``: the relation's phrasings held out from training for this subject
+  (trained with other subjects only), so generality is measured on text the model never saw
+  with the subject;
+* ``neighborhood``: other subjects whose fact of the same relation is the edited subject's
+  old object (CounterFact's choice), completed from other subjects of the relation when too
+  few share it; each probe's target is that subject's own object;
+* ``portability``: two- and three-hop questions (``kind="multihop"``) whose answers follow
+  the chain from the new object (a new birthplace has another country, currency, river);
+* ``generation_prompts``: open starts about the subject (fluency, consistency).
+
+Subjects with held-out phrasings form the ``eval`` split; the others form the ``train``
+split (for methods that train, such as MEND and SERAC); no subject is in both.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+import kme
+from kme.errors import ConfigError, did_you_mean
+
+from kme_factworld.vocab import GENERATION_STARTS
+from kme_factworld.world import Subject, World, load_world
+
+__all__ = ["FactWorldDataset", "build_requests"]
+
+
+def _request(world: World, s: Subject, rel: str, seed: int, n_neighbours: int) -> kme.EditRequest:
+    rng = random.Random(f"{seed}:{s.name}:{rel}")
+    old = s.facts[rel]
+    new = rng.choice([o for o in world.objects(rel) if o != old])
+    templates = world.templates(rel)
+    paraphrases = world.heldout_templates(s, rel) or [templates[i] for i in (5, 6)]
+    peers = [p for p in world.of_kind(s.kind) if p.name != s.name]
+    same = [p for p in peers if p.facts[rel] == old]
+    rng.shuffle(same)
+    chosen = same[:n_neighbours]
+    if len(chosen) < n_neighbours:
+        rest = [p for p in peers if p.facts[rel] not in (old, new)]
+        rng.shuffle(rest)
+        chosen += rest[: n_neighbours - len(chosen)]
+    neighborhood = [kme.Probe(prompt=rng.choice(world.trained_templates(p, rel)).format(p.name), target=p.facts[rel])
+                    for p in chosen]
+    portability = [
+        kme.PortabilityQuestion(prompt=q["template"].format(s.name), target_new=world.follow(new, q["path"]),
+                                target_true=world.follow(old, q["path"]), kind="multihop")
+        for q in world.multihop.get(rel, [])
+    ]
+    return kme.EditRequest(
+        case_id=f"{rel}:{s.name}",
+        prompt=templates[0],
+        subject=s.name,
+        target_new=new,
+        target_true=old,
+        relation=rel,
+        paraphrase_prompts=[t.format(s.name) for t in paraphrases],
+        neighborhood=neighborhood,
+        portability=portability,
+        generation_prompts=[t.format(s.name) for t in GENERATION_STARTS[s.kind]],
+        meta={
+            "subject_kind": s.kind,
+            "split": s.split,
+            "paraphrases_heldout": s.heldout,
+            "novel_prompt": world.novel_template(rel).format(s.name),
+            "neighbours_share_old_object": sum(p.facts[rel] == old for p in chosen),
+            "world_seed": world.seed,
+        },
+    )
+
+
+def build_requests(world: World, split: str = "eval", *, seed: int = 0, relations: list[str] | None = None,
+                   subject_kinds: list[str] | None = None, n_neighbours: int = 5,
+                   shuffle: bool = True) -> list[kme.EditRequest]:
+    """Every request of ``split`` (``eval`` or ``train``), in a seeded order."""
+    rels = set(relations) if relations else None
+    out = []
+    for s in world.subjects:
+        if s.split != split or (subject_kinds and s.kind not in subject_kinds):
+            continue
+        for rel in s.facts:
+            if rels is None or rel in rels:
+                out.append(_request(world, s, rel, seed, n_neighbours))
+    if shuffle:
+        random.Random(seed).shuffle(out)
+    return out
+
+
+class FactWorldDataset(kme.Dataset):
+    """Counterfactual edits of the shipped fact world (the model alias ``factworld`` knows
+    every true fact in it)."""
+
+    name: ClassVar[str] = "factworld"
+    description: ClassVar[str] = ("Counterfactual edits of kme's invented fact world (people, cities, countries; "
+                                  "14 relations, held-out paraphrases, neighbourhood and multi-hop probes); offline")
+    source_format: ClassVar[str] = "built in (kme-factworld world JSON); optional `world` path to another world file"
+    homepage: ClassVar[str] = ""
+
+    class Params(kme.Params):
+        limit: int | None = Field(None, ge=1, description="at most this many requests")
+        split: Literal["eval", "train"] = Field("eval", description="eval: subjects with held-out paraphrases")
+        seed: int = Field(0, description="order of requests and choice of counterfactual objects")
+        relations: list[str] | None = Field(None, description="only these relations")
+        subject_kinds: list[Literal["person", "city", "country"]] | None = None
+        n_neighbours: int = Field(5, ge=0, le=50, description="neighbourhood probes per request")
+        shuffle: bool = Field(True, description="seeded order (False: world order)")
+        world: str | None = Field(None, description="path of another world file (default: the shipped one)")
+
+    def _world(self) -> World:
+        world = load_world(self.params.world)
+        if self.params.relations:
+            known = list(world.relations)
+            for r in self.params.relations:
+                if r not in world.relations:
+                    raise ConfigError(f"unknown relation {r!r}; {did_you_mean(r, known)}",
+                                      where="dataset factworld params.relations",
+                                      hint=f"relations of the fact world: {', '.join(known)}")
+        return world
+
+    def _requests(self, split: str) -> list[kme.EditRequest]:
+        p = self.params
+        reqs = build_requests(self._world(), split, seed=p.seed, relations=p.relations,
+                              subject_kinds=p.subject_kinds, n_neighbours=p.n_neighbours, shuffle=p.shuffle)
+        if not reqs:
+            raise ConfigError("the filters select no request", where="dataset factworld params",
+                              hint="check `relations` against `subject_kinds` (e.g. capital is a country relation)")
+        return reqs
+
+    def load(self) -> Iterator[kme.EditRequest]:
+        reqs = self._requests(self.params.split)
+        return iter(reqs[: self.params.limit] if self.params.limit else reqs)
+
+    def train_requests(self) -> Iterator[kme.EditRequest]:
+        """The ``train`` split (subjects disjoint from ``eval``), for methods that train."""
+        if self.params.split == "train":
+            raise ConfigError("the train split is the one being evaluated, so no disjoint split is left to train on",
+                              where="dataset factworld params.split",
+                              hint="evaluate split: eval when an editor needs training requests")
+        return iter(self._requests("train"))

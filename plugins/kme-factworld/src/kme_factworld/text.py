@@ -1,0 +1,172 @@
+"""The fact world's training text, as documents made of segments.
+
+A document is a list of ``(text, learn)`` segments; concatenated, they are the document's
+text. Prompts and objects are separate segments so that training tokenises them exactly as
+evaluation does (prompt alone, then the object with its leading space). ``learn=False``
+marks tokens that carry no loss (the object of a counterfactual statement, which cannot be
+predicted).
+
+Two kinds of documents:
+
+* **fact documents** state true facts about one subject: single sentences in every trained
+  phrasing, sentences after an introductory clause (subject mid-sentence), short paragraphs
+  of several facts, two-hop paragraphs (a person's birthplace, then that city's facts) and
+  filler sentences that mention the subject without a fact;
+* **context episodes** (up to ~500 tokens) state facts, some counterfactual ("New fact: ...")
+  and later ask about them, next to questions about facts the context does not mention, so
+  the model learns to answer from a fact stated earlier in its context and from memory
+  otherwise (what in-context editing relies on).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from kme_factworld.vocab import CLAUSES, FILLERS
+from kme_factworld.world import Subject, World
+
+__all__ = ["Doc", "fact_documents", "episode", "corpus", "doc_text", "STATEMENT_PREFIXES",
+           "QUERY_PREFIXES", "sentence"]
+
+Doc = list[tuple[str, bool]]
+
+STATEMENT_PREFIXES = ("New fact:", "New Fact:", "Fact:", "Update:", "Note:")
+QUERY_PREFIXES = ("", "", "", "Prompt:", "Q:")
+
+
+def doc_text(doc: Doc) -> str:
+    return "".join(t for t, _ in doc)
+
+
+def sentence(template: str, subject: str, obj: str, *, clause: str | None = None, learn_object: bool = True,
+             end: str = ".") -> Doc:
+    """One fact sentence as segments: prompt, object, end."""
+    prompt = template.format(subject)
+    if clause:
+        first = prompt[0].lower() + prompt[1:] if not prompt.startswith(subject) else prompt
+        prompt = f"{clause} {first}"
+    return [(prompt, True), (" " + obj, learn_object), (end, True)]
+
+
+def _join(parts: list[Doc], sep: str = " ") -> Doc:
+    out: Doc = []
+    for i, p in enumerate(parts):
+        if i:
+            out.append((sep, True))
+        out.extend(p)
+    return out
+
+
+def _filler(rng: random.Random, s: Subject) -> Doc:
+    return [(rng.choice(FILLERS[s.kind]).format(s.name), True)]
+
+
+def fact_documents(world: World, rng: random.Random, *, clause_p: float = 0.2, paragraphs: int = 2,
+                   fillers: int = 1) -> list[Doc]:
+    """One pass over the world's true facts: every trained phrasing of every fact once,
+    plus paragraphs, two-hop paragraphs and filler sentences, in random order."""
+    docs: list[Doc] = []
+    for s in world.subjects:
+        for rel, obj in s.facts.items():
+            for t in world.trained_templates(s, rel):
+                clause = rng.choice(CLAUSES) if rng.random() < clause_p else None
+                docs.append(sentence(t, s.name, obj, clause=clause))
+        rels = list(s.facts)
+        for _ in range(paragraphs):
+            chosen = rng.sample(rels, k=min(len(rels), rng.randint(2, 4)))
+            parts = [sentence(rng.choice(world.trained_templates(s, r)), s.name, s.facts[r]) for r in chosen]
+            if rng.random() < 0.5:
+                parts.insert(rng.randint(0, len(parts)), _filler(rng, s))
+            docs.append(_join(parts))
+        for _ in range(fillers):
+            docs.append(_filler(rng, s))
+        if s.kind in ("person", "country"):
+            # two-hop paragraph: the city object, then one of that city's facts
+            rel = "birthplace" if s.kind == "person" else "capital"
+            city = world.subject(s.facts[rel])
+            r2 = rng.choice(list(city.facts))
+            docs.append(_join([
+                sentence(rng.choice(world.trained_templates(s, rel)), s.name, city.name),
+                sentence(rng.choice(world.trained_templates(city, r2)), city.name, city.facts[r2]),
+            ]))
+    rng.shuffle(docs)
+    return docs
+
+
+def _query(world: World, rng: random.Random, s: Subject, rel: str, obj: str, prefix: str) -> Doc:
+    t = rng.choice(world.trained_templates(s, rel))
+    doc = sentence(t, s.name, obj)
+    return [(prefix + " ", True)] + doc if prefix else doc
+
+
+def episode(world: World, rng: random.Random, *, max_lines: int = 40, counterfactual_p: float = 0.7) -> Doc:
+    """A context episode: statements of (mostly counterfactual) facts, then questions about
+    them mixed with questions the context does not answer (answered from memory)."""
+    subjects = world.subjects
+    n_new = rng.randint(1, 8)
+    stated: list[tuple[Subject, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    while len(stated) < n_new:
+        s = rng.choice(subjects)
+        rel = rng.choice(list(s.facts))
+        if (s.name, rel) in seen:
+            continue
+        seen.add((s.name, rel))
+        obj = s.facts[rel]
+        if rng.random() < counterfactual_p:
+            obj = rng.choice([o for o in world.objects(rel) if o != s.facts[rel]])
+        stated.append((s, rel, obj))
+    sprefix = rng.choice(STATEMENT_PREFIXES)
+    qprefix = rng.choice(QUERY_PREFIXES)
+    sep = rng.choice(("\n", "\n", "\n\n"))
+    lines: list[Doc] = []
+    pending = list(stated)
+    active: list[tuple[Subject, str, str]] = []
+    n_lines = rng.randint(max_lines // 2, max_lines)
+    while len(lines) < n_lines:
+        u = rng.random()
+        if pending and (u < 0.3 or not active):
+            s, rel, obj = pending.pop(0)
+            t = rng.choice(world.trained_templates(s, rel))
+            body = sentence(t, s.name, obj, learn_object=False, end=rng.choice((".", "")))
+            lines.append([(sprefix + " ", True)] + body)
+            active.append((s, rel, obj))
+        elif active and u < 0.7:
+            s, rel, obj = rng.choice(active)
+            lines.append(_query(world, rng, s, rel, obj, qprefix))
+        elif active and u < 0.8:
+            # the same subject's other facts are unchanged
+            s, _, _ = rng.choice(active)
+            rel = rng.choice([r for r in s.facts if (s.name, r) not in seen] or list(s.facts))
+            if (s.name, rel) in seen:
+                continue
+            lines.append(_query(world, rng, s, rel, s.facts[rel], qprefix))
+        else:
+            s = rng.choice(subjects)
+            rel = rng.choice(list(s.facts))
+            if (s.name, rel) in seen:
+                continue
+            lines.append(_query(world, rng, s, rel, s.facts[rel], qprefix))
+    return _join(lines, sep)
+
+
+def corpus(world: World | None = None, seed: int = 0, passes: int = 1) -> list[str]:
+    """Plain text of the world's true facts (fact documents only, one per line).
+
+    For methods that need statistics of the model's activations on in-distribution text
+    (the second moment of MLP keys used by ROME and MEMIT) without any download.
+    """
+    from kme_factworld.world import load_world
+
+    world = world or load_world()
+    rng = random.Random(seed)
+    out: list[str] = []
+    for _ in range(passes):
+        out.extend(doc_text(d) for d in fact_documents(world, rng))
+    return out
+
+
+def iter_episodes(world: World, rng: random.Random) -> Iterator[Doc]:
+    while True:
+        yield episode(world, rng)

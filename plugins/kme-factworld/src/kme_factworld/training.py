@@ -1,0 +1,233 @@
+"""Training the fact world's GPT-2 model with plain PyTorch on CPU.
+
+Two kinds of batches alternate:
+
+* fact rows (short, packed): true facts in all their trained phrasings and contexts, each
+  document starting with ``<|endoftext|>``; they decide memorisation, which is driven by
+  the number of optimiser steps rather than by epochs;
+* episode rows (up to ``n_positions`` tokens): fact documents, then one context episode at
+  the end, so facts are also recalled late in a long context and the model learns to answer
+  from a fact stated earlier in its context.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kme_factworld.text import Doc, doc_text, episode, fact_documents
+from kme_factworld.world import World
+
+__all__ = ["TrainConfig", "train", "build_model_config", "save_checkpoint", "tokenizer_texts"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides the trained checkpoint (saved next to it)."""
+
+    seed: int = 0
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 512
+    steps: int = 2400
+    fact_rows: int = 16
+    fact_row_len: int = 128
+    episode_every: int = 5  # every n-th step is an episode step
+    episode_rows: int = 4
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.05
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    threads: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_model_config(cfg: TrainConfig, vocab_size: int, bos_id: int) -> Any:
+    from transformers import GPT2Config
+
+    return GPT2Config(vocab_size=vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+                      n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                      bos_token_id=bos_id, eos_token_id=bos_id, pad_token_id=bos_id, tie_word_embeddings=True)
+
+
+class _Encoder:
+    """Tokenises segments (cached: prompts and objects repeat a lot)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tok = tokenizer.backend_tokenizer
+        self.cache: dict[str, list[int]] = {}
+        self.bos = tokenizer.bos_token_id
+
+    def encode_docs(self, docs: list[Doc]) -> list[tuple[list[int], list[int]]]:
+        missing = sorted({t for d in docs for t, _ in d if t not in self.cache})
+        if missing:
+            for t, enc in zip(missing, self.tok.encode_batch(missing, add_special_tokens=False)):
+                self.cache[t] = enc.ids
+        out = []
+        for d in docs:
+            ids, labels = [self.bos], [self.bos]
+            for t, learn in d:
+                seg = self.cache[t]
+                ids.extend(seg)
+                labels.extend(seg if learn else [-100] * len(seg))
+            out.append((ids, labels))
+        return out
+
+
+def _pack(encoded: list[tuple[list[int], list[int]]], row_len: int, pad: int) -> tuple[list[list[int]], list[list[int]]]:
+    rows, labs = [], []
+    cur, cur_l = [], []
+    for ids, lab in encoded:
+        ids, lab = ids[:row_len], lab[:row_len]
+        if len(cur) + len(ids) > row_len:
+            rows.append(cur + [pad] * (row_len - len(cur)))
+            labs.append(cur_l + [-100] * (row_len - len(cur_l)))
+            cur, cur_l = [], []
+        cur, cur_l = cur + ids, cur_l + lab
+    if cur:
+        rows.append(cur + [pad] * (row_len - len(cur)))
+        labs.append(cur_l + [-100] * (row_len - len(cur_l)))
+    return rows, labs
+
+
+class _Stream:
+    """Endless fact rows and episode rows, regenerated pass after pass from one RNG."""
+
+    def __init__(self, world: World, enc: _Encoder, cfg: TrainConfig, rng: random.Random):
+        self.world, self.enc, self.cfg, self.rng = world, enc, cfg, rng
+        self.rows: list[tuple[list[int], list[int]]] = []
+        self.filler: list[tuple[list[int], list[int]]] = []
+        self.passes = 0
+
+    def _refill(self) -> None:
+        docs = fact_documents(self.world, self.rng)
+        encoded = self.enc.encode_docs(docs)
+        rows, labs = _pack(encoded, self.cfg.fact_row_len, self.enc.bos)
+        self.rows.extend(zip(rows, labs))
+        self.filler.extend(encoded)
+        self.passes += 1
+
+    def fact_batch(self) -> tuple[list[list[int]], list[list[int]]]:
+        while len(self.rows) < self.cfg.fact_rows:
+            self._refill()
+        batch, self.rows = self.rows[: self.cfg.fact_rows], self.rows[self.cfg.fact_rows:]
+        return [b[0] for b in batch], [b[1] for b in batch]
+
+    def episode_batch(self) -> tuple[list[list[int]], list[list[int]]]:
+        n = self.cfg.n_positions
+        rows, labs = [], []
+        for _ in range(self.cfg.episode_rows):
+            ep_ids, ep_lab = self.enc.encode_docs([episode(self.world, self.rng)])[0]
+            ep_ids, ep_lab = ep_ids[: n], ep_lab[: n]
+            room = n - len(ep_ids)
+            pre, pre_l = [], []
+            while room > 0:
+                if not self.filler:
+                    self._refill()
+                ids, lab = self.filler.pop()
+                if len(ids) > room:
+                    break
+                pre, pre_l = pre + ids, pre_l + lab
+                room -= len(ids)
+            row, lab = pre + ep_ids, pre_l + ep_lab
+            rows.append(row + [self.enc.bos] * (n - len(row)))
+            labs.append(lab + [-100] * (n - len(lab)))
+        return rows, labs
+
+
+def train(world: World, tokenizer: Any, cfg: TrainConfig, *, log: Callable[[str], None] = print,
+          eval_fn: Callable[[Any], dict[str, float]] | None = None, eval_every: int = 0) -> tuple[Any, dict[str, Any]]:
+    """Train a GPT2LMHeadModel on the world; returns the model and a training record."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed + 1)
+    enc = _Encoder(tokenizer)
+    stream = _Stream(world, enc, cfg, rng)
+    model = GPT2LMHeadModel(build_model_config(cfg, len(tokenizer), tokenizer.bos_token_id))
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    t0 = time.perf_counter()
+    history: list[dict[str, Any]] = []
+    fact_loss = ep_loss = None
+    for step in range(cfg.steps):
+        is_ep = cfg.episode_every > 0 and step % cfg.episode_every == cfg.episode_every - 1
+        rows, labs = stream.episode_batch() if is_ep else stream.fact_batch()
+        ids = torch.tensor(rows)
+        labels = torch.tensor(labs)
+        logits = model(input_ids=ids).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
+                                                 labels[:, 1:].reshape(-1), ignore_index=-100)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        lv = float(loss)
+        if is_ep:
+            ep_loss = lv if ep_loss is None else 0.9 * ep_loss + 0.1 * lv
+        else:
+            fact_loss = lv if fact_loss is None else 0.95 * fact_loss + 0.05 * lv
+        if (step + 1) % 100 == 0 or step == cfg.steps - 1:
+            entry: dict[str, Any] = {"step": step + 1, "seconds": round(time.perf_counter() - t0, 1),
+                                     "fact_loss": round(fact_loss or 0, 4), "episode_loss": round(ep_loss or 0, 4),
+                                     "passes": stream.passes}
+            if eval_fn is not None and eval_every and ((step + 1) % eval_every == 0 or step == cfg.steps - 1):
+                model.eval()
+                entry.update(eval_fn(model))
+                model.train()
+            history.append(entry)
+            log(json.dumps(entry))
+    seconds = time.perf_counter() - t0
+    model.eval()
+    record = {
+        "config": asdict(cfg),
+        "train_seconds": round(seconds, 1),
+        "fact_passes": stream.passes,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "torch_threads": torch.get_num_threads(),
+        "history": history,
+    }
+    return model, record
+
+
+def save_checkpoint(model: Any, tokenizer: Any, record: dict[str, Any], out: str | Path) -> Path:
+    """``save_pretrained`` the model (safetensors) and tokenizer, plus ``training.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "training.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+def tokenizer_texts(world: World, seed: int) -> list[str]:
+    """The text the tokenizer is trained on: one pass of fact documents and some episodes."""
+    rng = random.Random(seed + 2)
+    texts = [doc_text(d) for d in fact_documents(world, rng)]
+    texts += [doc_text(episode(world, rng)) for _ in range(200)]
+    return texts

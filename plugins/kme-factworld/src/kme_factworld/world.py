@@ -1,0 +1,271 @@
+"""The fact world: invented people, cities and countries with facts about them, generated
+deterministically from a seed and saved as JSON.
+
+People have a birthplace (a city), cities lie in a country and countries have a capital (a
+city), so two- and three-hop chains have defined answers before and after an edit.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kme.errors import DatasetRecordError
+
+from kme_factworld.vocab import (CITY_SUFFIXES, HALF, MULTIHOP, N_TRAINED, NOVEL, RELATIONS, SYLLABLES,
+                                 RelationSpec)
+
+__all__ = ["World", "Subject", "generate_world", "load_world", "WORLD_PATH", "WORLD_FORMAT",
+           "DEFAULT_SEED"]
+
+WORLD_FORMAT = "kme-factworld-world"
+WORLD_VERSION = 1
+DEFAULT_SEED = 0
+WORLD_PATH = Path(__file__).parent / "data" / "world.json"
+
+N_PEOPLE = 240
+N_COUNTRIES = 12
+CITIES_PER_COUNTRY = 6
+N_COMPANIES = 14
+N_LANGUAGES = 10
+N_RIVERS = 16
+N_CONTINENTS = 5
+
+
+@dataclass
+class Subject:
+    """One subject: its name, kind, facts, and which paraphrase templates it never sees."""
+
+    name: str
+    kind: str
+    facts: dict[str, str]
+    heldout: bool  # templates HALF are held out from training for this subject
+    split: str  # "eval" | "train": which request split the subject's edits belong to
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "heldout": self.heldout, "split": self.split,
+                "facts": dict(self.facts)}
+
+
+@dataclass
+class World:
+    """Subjects, relations (with their phrasings and objects) and the two-hop question set."""
+
+    seed: int
+    relations: dict[str, dict[str, Any]]
+    subjects: list[Subject]
+    multihop: dict[str, list[dict[str, Any]]]
+    _by_name: dict[str, Subject] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name = {s.name: s for s in self.subjects}
+
+    # -- access -------------------------------------------------------------------------
+    def subject(self, name: str) -> Subject:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise DatasetRecordError(f"the fact world has no subject {name!r}") from None
+
+    def of_kind(self, kind: str) -> list[Subject]:
+        return [s for s in self.subjects if s.kind == kind]
+
+    def relation_names(self, kind: str | None = None) -> list[str]:
+        return [r for r, d in self.relations.items() if kind is None or d["subject_kind"] == kind]
+
+    def templates(self, relation: str) -> list[str]:
+        return list(self.relations[relation]["templates"])
+
+    def objects(self, relation: str) -> list[str]:
+        return list(self.relations[relation]["objects"])
+
+    def trained_templates(self, subject: Subject, relation: str) -> list[str]:
+        """Phrasings of ``relation`` that training text uses with ``subject``."""
+        t = self.templates(relation)
+        idx = list(range(N_TRAINED)) + ([] if subject.heldout else list(HALF))
+        return [t[i] for i in idx]
+
+    def heldout_templates(self, subject: Subject, relation: str) -> list[str]:
+        """Phrasings trained with other subjects but never with ``subject`` (paraphrases)."""
+        t = self.templates(relation)
+        return [t[i] for i in HALF] if subject.heldout else []
+
+    def novel_template(self, relation: str) -> str:
+        """The phrasing of ``relation`` that no training text uses."""
+        return self.templates(relation)[NOVEL]
+
+    def follow(self, start: str, path: list[str] | tuple[str, ...]) -> str:
+        """Follow relations from the subject named ``start`` (a two-hop chain's answer)."""
+        cur = start
+        for rel in path:
+            cur = self.subject(cur).facts[rel]
+        return cur
+
+    def facts(self) -> list[tuple[Subject, str, str]]:
+        return [(s, r, o) for s in self.subjects for r, o in s.facts.items()]
+
+    # -- serialisation ------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": WORLD_FORMAT,
+            "version": WORLD_VERSION,
+            "seed": self.seed,
+            "template_roles": {"trained": list(range(N_TRAINED)), "heldout_for_half": list(HALF),
+                               "novel": NOVEL},
+            "relations": self.relations,
+            "multihop": self.multihop,
+            "subjects": [s.to_json() for s in self.subjects],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str = "world") -> "World":
+        if data.get("format") != WORLD_FORMAT:
+            raise DatasetRecordError(f"not a fact-world file (format {data.get('format')!r})", where=where,
+                                     hint=f"expected format {WORLD_FORMAT!r}; write one with `kme factworld world`")
+        if data.get("version") != WORLD_VERSION:
+            raise DatasetRecordError(f"unsupported world version {data.get('version')!r}", where=where,
+                                     hint=f"this kme-factworld reads version {WORLD_VERSION}")
+        subjects = []
+        for i, s in enumerate(data.get("subjects", [])):
+            try:
+                subjects.append(Subject(name=s["name"], kind=s["kind"], facts=dict(s["facts"]),
+                                        heldout=bool(s["heldout"]), split=s["split"]))
+            except (KeyError, TypeError) as e:
+                raise DatasetRecordError(f"subject #{i} lacks field {e}", where=where,
+                                         hint="each subject needs name, kind, facts, heldout, split") from None
+        return cls(seed=data["seed"], relations=data["relations"], subjects=subjects,
+                   multihop=data.get("multihop", {}))
+
+
+# -- generation -------------------------------------------------------------------------
+def _word(rng: random.Random, taken: set[str], n_syll: tuple[int, int], endings: tuple[str, ...] = ("",),
+          min_len: int = 4, max_len: int = 9) -> str:
+    for _ in range(10_000):
+        w = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(*n_syll))) + rng.choice(endings)
+        w = w.capitalize()
+        if min_len <= len(w) <= max_len and w.lower() not in taken:
+            taken.add(w.lower())
+            return w
+    raise RuntimeError("could not invent enough distinct words")  # pragma: no cover
+
+
+def _check_templates() -> None:
+    """No template may be a prefix of another relation's template (the shorter one could not
+    be answered)."""
+    all_t = [(r.name, t) for r in RELATIONS for t in r.templates]
+    for ra, ta in all_t:
+        for rb, tb in all_t:
+            if ra != rb and tb.startswith(ta):
+                raise ValueError(f"template {ta!r} ({ra}) is a prefix of {tb!r} ({rb})")
+    for r in RELATIONS:
+        if len(r.templates) != NOVEL + 1:
+            raise ValueError(f"relation {r.name} needs {NOVEL + 1} templates")
+
+
+def generate_world(seed: int = DEFAULT_SEED) -> World:
+    """Invent a world from ``seed``; the same seed gives the same world on every machine."""
+    _check_templates()
+    rng = random.Random(seed)
+    specs: dict[str, RelationSpec] = {r.name: r for r in RELATIONS}
+    taken: set[str] = set()
+    for r in RELATIONS:
+        taken.update(v.lower() for v in r.vocab)
+    taken.update(s.lower() for s in CITY_SUFFIXES)
+
+    countries = [_word(rng, taken, (2, 2), ("ia", "a", "or", "and", "ey")) for _ in range(N_COUNTRIES)]
+    continents = [_word(rng, taken, (2, 2), ("ica", "esia", "ora")) for _ in range(N_CONTINENTS)]
+    languages = [_word(rng, taken, (1, 2), ("ish", "ese", "ic", "an")) for _ in range(N_LANGUAGES)]
+    companies = [_word(rng, taken, (2, 2), ("ex", "co", "tron", "corp", "works")) for _ in range(N_COMPANIES)]
+    rivers = [_word(rng, taken, (2, 2), ("a", "e", "en", "ine")) for _ in range(N_RIVERS)]
+    city_words = [_word(rng, taken, (2, 2), ("", "s", "en", "ton")) for _ in range(N_COUNTRIES * CITIES_PER_COUNTRY)]
+    suffixes = [CITY_SUFFIXES[i % len(CITY_SUFFIXES)] for i in range(len(city_words))]
+    rng.shuffle(suffixes)
+    cities = [f"{w} {s}" for w, s in zip(city_words, suffixes)]
+
+    currencies = list(specs["currency"].vocab)
+    rng.shuffle(currencies)
+    subjects: list[Subject] = []
+
+    # countries: capital, official language, continent
+    country_cities = {c: cities[i * CITIES_PER_COUNTRY:(i + 1) * CITIES_PER_COUNTRY] for i, c in enumerate(countries)}
+    country_currency = dict(zip(countries, currencies))
+    for c in countries:
+        subjects.append(Subject(c, "country", {
+            "capital": rng.choice(country_cities[c]),
+            "official_language": rng.choice(languages),
+            "continent": rng.choice(continents),
+        }, heldout=False, split="eval"))
+    # cities: country, currency (the country's), river, dish
+    dishes = specs["dish"].vocab
+    for c in countries:
+        for city in country_cities[c]:
+            subjects.append(Subject(city, "city", {
+                "country": c,
+                "currency": country_currency[c],
+                "river": rng.choice(rivers),
+                "dish": rng.choice(dishes),
+            }, heldout=False, split="eval"))
+    # people: first and last names, seven facts each
+    first_names: list[str] = []
+    last_names: list[str] = []
+    for _ in range(N_PEOPLE // 3):
+        first_names.append(_word(rng, taken, (2, 2), ("", "a", "o", "in", "ia", "el"), max_len=8))
+    for _ in range(N_PEOPLE // 2):
+        last_names.append(_word(rng, taken, (2, 2), ("son", "ov", "ski", "wick", "er", "ez", "ard"), max_len=10))
+    names: set[str] = set()
+    vocab = {"employer": companies, "mother_tongue": languages}
+    while len(names) < N_PEOPLE:
+        names.add(f"{rng.choice(first_names)} {rng.choice(last_names)}")
+    people = sorted(names)  # sets iterate in hash order, which varies between runs
+    rng.shuffle(people)
+    for name in people:
+        facts = {"birthplace": rng.choice(cities)}
+        for rel in ("employer", "mother_tongue", "instrument", "profession", "sport", "colour"):
+            facts[rel] = rng.choice(vocab.get(rel) or specs[rel].vocab)
+        subjects.append(Subject(name, "person", facts, heldout=False, split="eval"))
+
+    # held-out paraphrases for a random half of each kind: their edits form the eval split
+    # (paraphrase prompts never trained with the subject); the other half forms the train split
+    for kind in ("person", "city", "country"):
+        group = [s for s in subjects if s.kind == kind]
+        order = list(range(len(group)))
+        rng.shuffle(order)
+        half = len(group) // 2
+        for rank, i in enumerate(order):
+            group[i].heldout = rank < half
+            group[i].split = "eval" if rank < half else "train"
+
+    objects = {
+        "birthplace": cities, "capital": cities, "country": countries, "currency": currencies,
+        "employer": companies, "mother_tongue": languages, "official_language": languages,
+        "river": rivers, "continent": continents,
+    }
+    relations = {}
+    for r in RELATIONS:
+        relations[r.name] = {
+            "subject_kind": r.subject_kind,
+            "object_kind": r.objects if r.objects in ("city", "country") else "word",
+            "templates": list(r.templates),
+            "objects": sorted(objects.get(r.name, r.vocab)),
+        }
+    multihop = {rel: [{"template": t, "path": list(p)} for t, p in qs] for rel, qs in MULTIHOP.items()}
+    return World(seed=seed, relations=relations, subjects=subjects, multihop=multihop)
+
+
+def load_world(path: str | Path | None = None) -> World:
+    """The shipped world (default) or a world file written by :func:`generate_world`."""
+    p = Path(path) if path is not None else WORLD_PATH
+    if not p.exists():
+        raise DatasetRecordError(f"world file {str(p)!r} does not exist",
+                                 hint="regenerate it with `kme factworld world --out FILE`")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DatasetRecordError(f"invalid JSON: {e}", where=str(p)) from None
+    return World.from_json(data, where=str(p))
