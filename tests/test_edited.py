@@ -160,3 +160,18 @@ def test_bad_delta_shape_and_unknown_parameter(pm, reqs):
         h.add_delta(m.layout.weight_name(0, "mlp_out"), torch.zeros(3, 3))
     with pytest.raises(KmeError, match="no parameter"):
         h.add_delta("nope.weight", torch.zeros(3))
+
+
+# The kernel's own throwaway editors pass the same conformance kit plugin authors use.
+from kme.conformance import EditorConformance  # noqa: E402
+
+
+class TestToyShiftConformance(EditorConformance):
+    editor_name = "toy_shift"
+    params = {"layer": 1}
+    plugins = [toyplugins]
+
+
+class TestToyMemoryConformance(EditorConformance):
+    editor_name = "toy_memory"
+    plugins = [toyplugins]

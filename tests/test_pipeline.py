@@ -193,3 +193,14 @@ def test_python_api_runs_the_same_pipeline(pm, tmp_path, model_dir):
                            "editors": ["toy_shift"], "metrics": ["toy_phase"]})
     s = run_pipeline(spec, pm, out_dir=tmp_path / "api", progress=False)
     assert s["metrics"]["toy_phase"]["value"] == 2.0 and s["counts"]["edited"] == 3
+
+
+def test_overwrite_replaces_a_previous_run(kme_cli, tmp_path, model_dir):
+    p = _pipe(tmp_path, model_dir)
+    assert kme_cli("run", p, "--no-progress").code == 0
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    r = kme_cli("run", p, "--no-progress", "--overwrite")
+    assert r.code == 0, r
+    assert len((tmp_path / "run" / "edits.jsonl").read_text().splitlines()) == 5
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"  # only the run's own files go
+    assert kme_cli("run", p, "--overwrite", "--resume").code == 2

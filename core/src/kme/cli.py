@@ -33,16 +33,19 @@ def make_cli(pm: KmePluginManager) -> click.Group:
     @click.argument("pipeline", type=click.Path(dir_okay=False))
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: the pipeline's output).")
     @click.option("--resume", is_flag=True, help="Continue an interrupted run in the run folder.")
+    @click.option("--overwrite", is_flag=True, help="Replace a previous run in the run folder.")
     @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
     @click.option("-v", "--verbose", is_flag=True, help="Print info-level events too.")
     @click.pass_context
-    def run(ctx: click.Context, pipeline: str, out_dir: str | None, resume: bool, no_progress: bool,
-            verbose: bool) -> None:
+    def run(ctx: click.Context, pipeline: str, out_dir: str | None, resume: bool, overwrite: bool,
+            no_progress: bool, verbose: bool) -> None:
         """Run PIPELINE (YAML): edit, evaluate, write a run folder."""
         from kme.pipeline import load_pipeline, run_pipeline
 
         spec = load_pipeline(pipeline)
-        summary = run_pipeline(spec, _pm(ctx), out_dir=out_dir, resume=resume, source=pipeline,
+        if resume and overwrite:
+            raise KmeError("--resume and --overwrite exclude each other")
+        summary = run_pipeline(spec, _pm(ctx), out_dir=out_dir, resume=resume, overwrite=overwrite, source=pipeline,
                                progress=not no_progress, verbose=verbose)
         click.echo(_metrics_table(summary))
         click.echo(f"run folder: {summary['config']['output']}")

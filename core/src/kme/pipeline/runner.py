@@ -60,6 +60,15 @@ class RunDir:
         self.retention_json = path / "retention.json"
         self.retention_png = path / "retention.png"
 
+    def clear(self) -> None:
+        """Remove the files of a previous run (only the ones a run writes)."""
+        import shutil
+
+        for f in (self.config, self.baseline, self.edits, self.checkpoints, self.summary, self.report,
+                  self.log, self.retention_json, self.retention_png):
+            f.unlink(missing_ok=True)
+        shutil.rmtree(self.state, ignore_errors=True)
+
     def holds_run(self) -> bool:
         return self.config.exists()
 
@@ -120,7 +129,7 @@ def _evaluate(pm: "KmePluginManager", model: "EditedModel", metrics: list["Metri
 
 
 def run_pipeline(spec: PipelineSpec, pm: "KmePluginManager", *, out_dir: str | Path | None = None,
-                 resume: bool = False, source: str = "<pipeline>", progress: bool = True,
+                 resume: bool = False, overwrite: bool = False, source: str = "<pipeline>", progress: bool = True,
                  verbose: bool = False) -> dict[str, Any]:
     """Run ``spec`` and return the summary (also written to ``summary.json``)."""
     comps = validate_components(spec, pm, source)
@@ -128,6 +137,8 @@ def run_pipeline(spec: PipelineSpec, pm: "KmePluginManager", *, out_dir: str | P
     rd = RunDir(run_path)
     config = spec.resolved()
     config["output"] = str(run_path)
+    if rd.holds_run() and overwrite:
+        rd.clear()
     if rd.holds_run():
         if not resume:
             raise ConfigError(f"run folder {str(run_path)!r} already holds a run",

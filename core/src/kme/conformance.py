@@ -1,0 +1,140 @@
+"""The editor contract as tests: subclass :class:`EditorConformance` in your plugin's tests.
+
+```python
+from kme.conformance import EditorConformance
+
+class TestMyEditor(EditorConformance):
+    editor_name = "my-editor"
+    params = {"layer": 1}
+```
+
+pytest then runs every check below against your editor on tiny random models of each
+supported architecture (no download): strict params, declared capabilities, a real handle,
+bit-for-bit undo, patch round trip, finite weights, batch and sequential use as declared, and
+(``expects_top1 = True``) that the edited prompt's new object becomes the top prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+import torch
+
+from kme.components import Capabilities, Editor
+from kme.data import EditRequest
+from kme.errors import KmeError
+from kme.testing import TINY_FAMILIES, tiny_model
+
+__all__ = ["EditorConformance", "default_requests"]
+
+
+def default_requests() -> list[EditRequest]:
+    return [
+        EditRequest(case_id=0, prompt="The capital of {} is", subject="France", target_new="Rome", target_true="Paris"),
+        EditRequest(case_id=1, prompt="{} was born in", subject="Alice Smith", target_new="Paris",
+                    target_true="London"),
+        EditRequest(case_id=2, prompt="{} speaks", subject="Bob Jones", target_new="Italian", target_true="French"),
+    ]
+
+
+class EditorConformance:
+    """Base class of an editor's conformance tests (not collected itself: no ``Test`` prefix)."""
+
+    editor_name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Any]] = {}
+    families: ClassVar[tuple[str, ...]] = TINY_FAMILIES
+    plugins: ClassVar[list[Any]] = []  # extra plugin objects to register (besides entry points)
+    expects_top1: ClassVar[bool] = False  # the edit makes target_new the top next token
+
+    # -- helpers ---------------------------------------------------------------------------
+    def plugin_manager(self):  # type: ignore[no-untyped-def]
+        """One plugin manager per test class (entry points plus ``plugins``)."""
+        from kme.plugins import build_plugin_manager
+
+        cls = type(self)
+        if cls.__dict__.get("_pm") is None:
+            cls._pm = build_plugin_manager(list(self.plugins))
+        return cls._pm
+
+    def requests(self) -> list[EditRequest]:
+        return default_requests()
+
+    def make_model(self, family: str):  # type: ignore[no-untyped-def]
+        return tiny_model(family, self.plugin_manager())
+
+    def editor_class(self) -> type[Editor]:
+        assert self.editor_name, "set editor_name on your conformance test class"
+        return self.plugin_manager().editors.get(self.editor_name)
+
+    def editor(self) -> Editor:
+        return self.editor_class()(self.params)
+
+    @staticmethod
+    def _state(m: Any) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in m.model.state_dict().items()}
+
+    # -- the contract ----------------------------------------------------------------------
+    def test_declares_name_description_params_capabilities(self) -> None:
+        cls = self.editor_class()
+        assert cls.name == self.editor_name
+        assert cls.description, "describe the editor in one line"
+        assert cls.Params.model_config.get("extra") == "forbid", "Params must forbid unknown fields"
+        assert isinstance(cls.capabilities, Capabilities)
+
+    def test_unknown_params_are_refused(self) -> None:
+        with pytest.raises(KmeError, match="unknown field"):
+            self.editor_class()({**self.params, "no_such_param_xyz": 1})
+
+    @pytest.mark.parametrize("family", TINY_FAMILIES)
+    def test_edit_then_undo_is_bitwise(self, family: str) -> None:
+        if family not in self.families:
+            pytest.skip(f"{self.editor_name} does not claim {family}")
+        m = self.make_model(family)
+        before = self._state(m)
+        req = self.requests()[:1]
+        h = m.edit(self.editor(), req)
+        assert h in m.stack and h.editor_name == self.editor_name
+        assert h.deltas or h.memory or h.state or h._undo_callbacks, "the edit recorded nothing"
+        for name in h.deltas:
+            assert torch.isfinite(m.parameter(name)).all()
+        if self.expects_top1:
+            lp = m.next_token_logprobs([req[0].text])[0]
+            assert int(lp.argmax()) == m.target_ids(req[0].text, req[0].target_new)[0], \
+                f"{family}: the new object is not the top prediction after the edit"
+        m.undo()
+        after = self._state(m)
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert m.memory_contexts([req[0].text]) == [""]
+
+    def test_patch_round_trip(self, tmp_path: Any) -> None:
+        family = self.families[0]
+        a = self.make_model(family)
+        a.edit(self.editor(), self.requests()[:1])
+        a.save_patch(str(tmp_path / "patch"))
+        b = self.make_model(family)
+        b.load_patch(str(tmp_path / "patch"))
+        sa, sb = self._state(a), self._state(b)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+        prompts = [r.text for r in self.requests()]
+        assert a.memory_contexts(prompts) == b.memory_contexts(prompts)
+        ta = a.next_token_logprobs(prompts)
+        tb = b.next_token_logprobs(prompts)
+        assert torch.allclose(ta, tb, atol=1e-5)
+
+    def test_batch_and_sequential_as_declared(self) -> None:
+        cls = self.editor_class()
+        m = self.make_model(self.families[0])
+        reqs = self.requests()
+        if cls.capabilities.batch:
+            m.edit(self.editor(), reqs)
+        else:
+            with pytest.raises(KmeError, match="one request at a time"):
+                m.edit(self.editor(), reqs)
+        m.undo()
+        if cls.capabilities.sequential:
+            for r in reqs:
+                m.edit(self.editor(), [r])
+            assert len(m.stack) == len(reqs)
+            m.undo()
+        assert m.stack == []
