@@ -181,9 +181,11 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _metrics_table(summary: dict[str, Any]) -> str:
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
     rows = [("metric", "value", "baseline", "scoring")]
     for name, m in summary["metrics"].items():
-        f = (lambda x: "-" if x is None else f"{x:.4f}")
         rows.append((name, f(m["value"]), f(m["baseline"]), m["scoring"]))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows)
