@@ -297,6 +297,8 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
     timings["edit_s"] = edit_s
     timings["eval_s"] = eval_s
     timings["total_s"] = time.perf_counter() - t_start
+    for name, secs in ctx.timings.items():  # recorded by the kme_evaluate guard wrapper
+        timings[f"metric_{name}_s"] = secs
     summary = _summarise(spec, rd, config, metrics, baseline, ids, checkpoint_rows, timings, failures,
                          len(batches), ctx)
     rd.summary.write_text(json.dumps(summary, indent=2, default=str))
