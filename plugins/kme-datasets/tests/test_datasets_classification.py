@@ -4,7 +4,6 @@ for sources without a natural subject."""
 from __future__ import annotations
 
 import pytest
-
 from kme.errors import ConfigError, DatasetRecordError
 
 

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from kme.errors import DatasetRecordError
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from kme.errors import ConfigError, KmeError
 
 
@@ -113,3 +112,11 @@ def test_unreachable_hub_id_fails_fast_with_a_local_file_hint(load, monkeypatch)
     assert "cannot load 'someone/counterfact-copy' split 'train' from the Hugging Face hub" in text
     assert "offline mode" in text
     assert "pass it with `path:` instead of `hub_id:`" in text and "counterfact.json" in text
+
+
+def test_hub_path_through_datasets_load_dataset(load, fixtures, tmp_path, monkeypatch):
+    """The hub code path (datasets.load_dataset -> rows) gives the same requests as the file;
+    the packaged "json" builder reads a local file, so this runs offline."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    via_hub = load("mquake", hub_id="json", hub_data_files=str(fixtures / "MQuAKE-CF-3k-v2.json"), split="train")
+    assert via_hub == load("mquake", path="MQuAKE-CF-3k-v2.json")

@@ -7,12 +7,11 @@ import random
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
-import structlog
-from pydantic import Field, ValidationError, model_validator
-
 import kme
+import structlog
 from kme.data import EditRequest
 from kme.errors import DatasetRecordError, format_validation_error
+from pydantic import Field, ValidationError, model_validator
 
 from kme_datasets.fields import Record, SkipRecord, type_name
 from kme_datasets.sources import read_hub, read_path
@@ -41,7 +40,7 @@ class SourceParams(kme.Params):
         "skip", description="a well-formed record that cannot become an edit request: skip it (logged) or stop")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "SourceParams":
+    def _one_source(self) -> SourceParams:
         if (self.path is None) == (self.hub_id is None):
             raise ValueError("give exactly one of `path` (a local file as published) or `hub_id`")
         return self
@@ -65,6 +64,11 @@ class SourceDataset(kme.Dataset):
     #: Example local file name, shown in the hub error so users know what to download.
     local_file: ClassVar[str] = ""
     params: SourceParams
+
+    def __init__(self, params: SourceParams | dict[str, Any] | None = None):
+        super().__init__(params)
+        #: (record index, reason) of the records the last load left out (``on_unusable: skip``).
+        self.skipped: list[tuple[int, str]] = []
 
     # -- reading --------------------------------------------------------------------------
     def read(self, path: str | None = None) -> tuple[Any, str, bool]:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
-
 from kme.data import EditRequest
+from pydantic import Field, field_validator
 
 from kme_datasets.base import SourceDataset, SourceParams
 from kme_datasets.fields import Record, SkipRecord

@@ -66,7 +66,7 @@ class Record:
         return DatasetRecordError(f"record {self.index}: field {self.field_path(key)!r} {problem}",
                                   where=self.source, hint=self.hint)
 
-    def child(self, data: Any, key: str | int) -> "Record":
+    def child(self, data: Any, key: str | int) -> Record:
         return Record(data, self.source, self.index, self.field_path(key), self.hint, self.strings_are_numbers)
 
     # -- presence -------------------------------------------------------------------------
@@ -116,7 +116,7 @@ class Record:
         return v
 
     # -- containers -----------------------------------------------------------------------
-    def obj(self, key: str, *, required: bool = True) -> "Record | None":
+    def obj(self, key: str, *, required: bool = True) -> Record | None:
         v = self._get(key, required)
         if v is None:
             return None
@@ -146,7 +146,7 @@ class Record:
                 self._fail(f"must hold non-empty strings, but item {i} is {type_name(s)} {s!r}"[:200], key)
         return list(v)
 
-    def objs(self, key: str, *, required: bool = True, non_empty: bool = False) -> list["Record"] | None:
+    def objs(self, key: str, *, required: bool = True, non_empty: bool = False) -> list[Record] | None:
         """A list of objects, each wrapped so its own fields report their full path."""
         v = self.list(key, required=required, non_empty=non_empty)
         if v is None:

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
-
 from kme.data import EditRequest
 from kme.errors import ConfigError, DatasetRecordError
+from pydantic import Field, model_validator
 
 from kme_datasets.base import SourceDataset, SourceParams
 from kme_datasets.fields import Record, SkipRecord
@@ -74,7 +73,7 @@ class LamaParams(SourceParams):
 
 class TRexParams(LamaParams):
     @model_validator(mode="after")
-    def _need_templates(self) -> "TRexParams":
+    def _need_templates(self) -> TRexParams:
         if not self.relations_path and not self.patterns_path:
             raise ValueError("trex needs `relations_path` (LAMA relations.jsonl) or `patterns_path` "
                              "(ParaRel patterns) to turn facts into prompts")
@@ -83,7 +82,7 @@ class TRexParams(LamaParams):
 
 class ParaRelParams(LamaParams):
     @model_validator(mode="after")
-    def _need_patterns(self) -> "ParaRelParams":
+    def _need_patterns(self) -> ParaRelParams:
         if not self.patterns_path:
             raise ValueError("pararel needs `patterns_path` (graphs_json/<relation>.jsonl or its directory)")
         return self

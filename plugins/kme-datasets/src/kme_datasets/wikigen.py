@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
-
 from kme.data import EditRequest
 from kme.errors import DatasetRecordError
+from pydantic import Field
 
 from kme_datasets.base import SourceDataset, SourceParams
 from kme_datasets.fields import Record, SkipRecord, type_name

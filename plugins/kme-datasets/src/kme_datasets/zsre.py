@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
-
 from kme.data import EditRequest, PortabilityQuestion, Probe
+from pydantic import Field
 
 from kme_datasets.base import SourceDataset, SourceParams
 from kme_datasets.fields import Record
