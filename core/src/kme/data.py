@@ -57,6 +57,7 @@ class PortabilityQuestion(_Model):
     target_true: str | None = None
     kind: Literal["portability", "multihop", "reverse", "one-hop", "subject-alias"] = "portability"
     aliases: list[str] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 class EditRequest(_Model):
