@@ -47,6 +47,8 @@ def test_every_metric_declares_scoring_direction_and_equation(pm):
     ("locality", {"mode": "top1"}, "top1-agreement"),
     ("scalability", {"scoring": "token"}, "accuracy-gap/teacher-forced-token-accuracy"),
     ("retainability", {}, "accuracy-change/teacher-forced-exact-match"),
+    ("efficacy_score", {}, "probability-comparison"),
+    ("efficacy_magnitude", {"length_normalize": False}, "probability-difference/sequence-logprob"),
 ])
 def test_the_class_the_runner_sees_carries_the_chosen_scoring(pm, name, params, label):
     cls = pm.metrics.get(name)
@@ -72,3 +74,15 @@ def test_bad_params_name_the_field(pm, name, params, field):
     with pytest.raises(ConfigError) as e:
         cls.parse_params(params, where=f"pipeline.yaml: metrics[0].params")
     assert field in str(e.value) and "pipeline.yaml" in str(e.value)
+
+
+def test_the_python_example_in_the_docs_runs(capsys):
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).parents[3] / "docs" / "metrics.md"
+    code = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert code, "docs/metrics.md lost its Python example"
+    exec(compile(code[0], str(doc), "exec"), {})
+    out = capsys.readouterr().out
+    assert "accuracy teacher-forced-token-accuracy" in out and "locality greedy-agreement [1.0]" in out

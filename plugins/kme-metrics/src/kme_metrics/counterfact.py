@@ -58,6 +58,10 @@ class _Comparison(KmeMetric):
     Params = CompareParams
     magnitude = False
 
+    def scoring_label(self) -> str:
+        # the papers' per-token mean is the default; say so when whole-sequence log-probs are used
+        return type(self).scoring + ("" if self.params.length_normalize else "/sequence-logprob")
+
     def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
         raise NotImplementedError
 
