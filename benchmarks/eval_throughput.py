@@ -2,7 +2,8 @@
 probes of 1,000 edit requests.
 
 Model: the fact-world model (``kme.load("factworld")``) when its checkpoint is installed,
-otherwise a tiny random GPT-2 (``kme.testing.tiny_model``). Requests: the ``factworld``
+otherwise a random GPT-2 built offline (``kme.testing.tiny_model``; ``--random-shape 4x128``
+matches the fact-world model's layers and width). Requests: the ``factworld``
 dataset (eval split, then train split, until there are enough), otherwise synthetic ones.
 Each metric runs once on the unedited model (its ``prepare`` first, untimed, as the runner
 does); the table reports, per metric:
@@ -16,7 +17,8 @@ does); the table reports, per metric:
 Usage::
 
     python benchmarks/eval_throughput.py [--n-edits 1000] [--device cpu|cuda] [--batch-size 64]
-                                         [--threads N] [--model NAME] [--json out.json]
+                                         [--threads N] [--model NAME] [--random-shape 4x128]
+                                         [--json out.json]
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class PeakMemory:
             self.peak = max(self.peak, _rss_mb())
 
 
-def load_model(name: str, device: str, pm: Any) -> tuple[Any, str]:
+def load_model(name: str, device: str, pm: Any, shape: str) -> tuple[Any, str]:
     import kme
     from kme.errors import KmeError
 
@@ -92,10 +94,11 @@ def load_model(name: str, device: str, pm: Any) -> tuple[Any, str]:
     except KmeError as e:
         from kme.testing import tiny_model
 
-        print(f"# {name!r} is not available ({e.message.splitlines()[0]}); using a tiny random GPT-2")
-        m = tiny_model("gpt2", pm)
+        layers, width = (int(x) for x in shape.lower().split("x"))
+        print(f"# {name!r} is not available ({e.message.splitlines()[0]}); using a random GPT-2 {shape}")
+        m = tiny_model("gpt2", pm, n_layer=layers, d=width)
         m.model.to(device)
-        return m, "tiny random gpt2 (4 layers x 32)"
+        return m, f"random gpt2 ({layers} layers x {width}, vocab {len(m.tokenizer)})"
 
 
 def load_requests(n: int, pm: Any) -> tuple[list[Any], str]:
@@ -139,7 +142,8 @@ def count_work(name: str, requests: list[Any], params: dict[str, Any]) -> tuple[
         "token_accuracy": lambda r: (1, 1),
         "generality": lambda r: (len(r.paraphrase_prompts), len(r.paraphrase_prompts)),
         "efficacy_score": lambda r: (1, 2) if r.target_true else (0, 0),
-        "paraphrase_score": lambda r: (len(r.paraphrase_prompts), 2 * len(r.paraphrase_prompts)) if r.target_true else (0, 0),
+        "paraphrase_score": lambda r: ((len(r.paraphrase_prompts), 2 * len(r.paraphrase_prompts))
+                                       if r.target_true else (0, 0)),
         "neighborhood_score": lambda r: (len(r.neighborhood), 2 * len(r.neighborhood)),
         "locality": lambda r: (len(r.neighborhood), len(r.neighborhood)),
         "portability": lambda r: (len(r.portability), sum(1 + len(q.aliases) for q in r.portability)),
@@ -159,6 +163,8 @@ def main() -> None:
     ap.add_argument("--n-edits", type=int, default=1000)
     ap.add_argument("--model", default="factworld")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--random-shape", default="4x32",
+                    help="LAYERSxWIDTH of the random GPT-2 used when --model cannot be loaded")
     ap.add_argument("--batch-size", type=int, default=64, help="evaluation batch size (protocol.eval_batch_size)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--unbatched-sample", type=int, default=100,
@@ -174,13 +180,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     pm = kme.build_plugin_manager()
-    model, model_label = load_model(args.model, args.device, pm)
+    model, model_label = load_model(args.model, args.device, pm, args.random_shape)
     requests, data_label = load_requests(args.n_edits, pm)
     n_params = sum(p.numel() for p in model.model.parameters())
     device_label = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
         f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     print(f"# model: {model_label} ({n_params / 1e6:.2f} M params) on {device_label}")
-    print(f"# requests: {len(requests)} from {data_label}; eval batch size {args.batch_size}; torch {torch.__version__}")
+    print(f"# requests: {len(requests)} from {data_label}; eval batch size {args.batch_size}; "
+          f"torch {torch.__version__}")
 
     runs = [(n, p, requests, args.batch_size) for n, p in DEFAULT_METRICS]
     if args.unbatched_sample:

@@ -72,7 +72,7 @@ def test_registered_class_keeps_its_default_label(pm):
 def test_bad_params_name_the_field(pm, name, params, field):
     cls = pm.metrics.get(name)
     with pytest.raises(ConfigError) as e:
-        cls.parse_params(params, where=f"pipeline.yaml: metrics[0].params")
+        cls.parse_params(params, where="pipeline.yaml: metrics[0].params")
     assert field in str(e.value) and "pipeline.yaml" in str(e.value)
 
 

@@ -90,7 +90,8 @@ class Fluency(_Generation):
 class Consistency(_Generation):
     """ROME's reference score: TF-IDF cosine between a request's generations (joined) and its
     ``reference_texts`` (joined). The idf is fitted on the reference texts of every request of
-    the run (ROME fits it on Wikipedia), once, in :meth:`prepare`."""
+    the run (ROME fits it on Wikipedia), once, in :meth:`prepare` (without ``prepare``: on the
+    first call's requests)."""
 
     name = "consistency"
     description = ("Reference score: TF-IDF cosine of greedy generations vs the request's reference_texts "
