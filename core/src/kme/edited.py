@@ -97,13 +97,15 @@ class TargetScore:
     """Teacher-forced score of a target continuation.
 
     ``token_logprobs[i]`` is log P(target token i | prompt, target tokens < i);
-    ``token_correct[i]`` whether the argmax at that position is target token i.
+    ``token_correct[i]`` whether the argmax at that position is target token i;
+    ``pred_ids[i]`` that argmax token.
     """
 
     logprob: float
     token_logprobs: list[float]
     token_correct: list[bool]
     target_ids: list[int]
+    pred_ids: list[int] = field(default_factory=list)
 
     @property
     def n_tokens(self) -> int:
@@ -387,8 +389,8 @@ class EditedModel:
                 pos = torch.arange(len(pid) - 1, len(pid) - 1 + len(tid), device=dev)
                 tgt = torch.tensor(tid, device=dev)
                 lp = logp[r, pos].gather(-1, tgt[:, None])[:, 0]
-                correct = logp[r, pos].argmax(-1) == tgt
-                out[i] = TargetScore(float(lp.sum()), lp.tolist(), correct.tolist(), tid)
+                pred = logp[r, pos].argmax(-1)
+                out[i] = TargetScore(float(lp.sum()), lp.tolist(), (pred == tgt).tolist(), tid, pred.tolist())
         return out  # type: ignore[return-value]
 
     @torch.no_grad()

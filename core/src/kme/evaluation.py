@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme.components import Editor
+    from kme.components import Editor, Locator
     from kme.data import EditRequest, Location
     from kme.pipeline.spec import ProtocolSpec
 
@@ -24,10 +24,11 @@ class EvalContext:
       protocol), ``checkpoint`` (sequential protocol, retention of every edit so far) or
       ``final``.
     - ``cache``: per-run, JSON-serialisable store that a metric fills in ``prepare`` with
-      unedited-model outputs (computed once per run, saved in the run folder, reused on
-      resume). Key it by your metric name.
-    - ``editors`` / ``location``: what the pipeline edits with, so protocol-level metrics
-      (scalability) can apply an edit alone inside ``model.suspended()``.
+      unedited-model outputs (computed once per run, saved in the run folder after the
+      baseline and after every batch, reused on resume). Key it by your metric name.
+    - ``editors`` / ``locator`` / ``location``: what the pipeline edits with (and the
+      location found for the current batch), so protocol-level metrics (scalability) can
+      apply an edit alone inside ``model.suspended()``.
     - ``applied``: every request applied so far (sequential), in order.
     """
 
@@ -35,6 +36,7 @@ class EvalContext:
     protocol: "ProtocolSpec | None" = None
     cache: dict[str, Any] = field(default_factory=dict)
     editors: list["Editor"] = field(default_factory=list)
+    locator: "Locator | None" = None
     location: "Location | None" = None
     applied: list["EditRequest"] = field(default_factory=list)
     num_edits: int = 0

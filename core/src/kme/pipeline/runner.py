@@ -36,6 +36,7 @@ from kme.pipeline.spec import PipelineSpec, validate_components
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme.components import Editor, Locator, Metric
+    from kme.data import Location
     from kme.edited import EditedModel
     from kme.plugins import KmePluginManager
 
@@ -57,6 +58,7 @@ class RunDir:
         self.report = path / "report.md"
         self.log = path / "log.jsonl"
         self.state = path / "state"
+        self.cache = path / "cache.json"
         self.retention_json = path / "retention.json"
         self.retention_png = path / "retention.png"
 
@@ -64,7 +66,7 @@ class RunDir:
         """Remove the files of a previous run (only the ones a run writes)."""
         import shutil
 
-        for f in (self.config, self.baseline, self.edits, self.checkpoints, self.summary, self.report,
+        for f in (self.config, self.baseline, self.cache, self.edits, self.checkpoints, self.summary, self.report,
                   self.log, self.retention_json, self.retention_png):
             f.unlink(missing_ok=True)
         shutil.rmtree(self.state, ignore_errors=True)
@@ -185,7 +187,7 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
     editors: list[Editor] = comps["editors"]
     metrics: list[Metric] = comps["metrics"]
     locator: Locator | None = comps["locator"]
-    ctx = EvalContext(protocol=spec.protocol, editors=editors, seed=spec.seed,
+    ctx = EvalContext(protocol=spec.protocol, editors=editors, locator=locator, seed=spec.seed,
                       batch_size=spec.protocol.eval_batch_size, rng=random.Random(spec.seed))
 
     # -- baseline (and the metrics' pre-edit cache), once per run --------------------------
@@ -205,6 +207,15 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
         rd.baseline.write_text(json.dumps({"case_ids": ids, "values": baseline, "cache": ctx.cache}, default=str))
     timings["baseline_s"] = time.perf_counter() - t0
     base_of = {cid: {m: baseline[m][i] for m in baseline} for i, cid in enumerate(ids)}
+    if rd.cache.exists():  # what metrics added to their cache after the baseline
+        ctx.cache.update(json.loads(rd.cache.read_text()))
+    last_cache = [json.dumps(ctx.cache, default=str, sort_keys=True)]
+
+    def save_cache() -> None:
+        text = json.dumps(ctx.cache, default=str, sort_keys=True)
+        if text != last_cache[0]:
+            rd.cache.write_text(text)
+            last_cache[0] = text
 
     bs = spec.protocol.batch_size
     batches = [requests[i: i + bs] for i in range(0, len(requests), bs)]
@@ -252,11 +263,13 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
             values: dict[str, list[float | None]] = {}
             if error is None:
                 t = time.perf_counter()
-                ctx.phase, ctx.applied, ctx.num_edits, ctx.location = "batch", list(batch), len(batch), None
+                ctx.phase, ctx.applied, ctx.num_edits = "batch", list(batch), len(batch)
+                ctx.location = kme_location(location)
                 values = _evaluate(pm, model, metrics, batch, ctx)
                 eval_s += time.perf_counter() - t
             model.undo()
             RunDir.append_jsonl(rd.edits, records(b, batch, values, timing, location, error))
+            save_cache()
     else:
         checkpoints = _checkpoints(spec, len(requests), bs)
         start = 0
@@ -274,6 +287,7 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
                 applied.extend(batch)
                 t = time.perf_counter()
                 ctx.phase, ctx.applied, ctx.num_edits = "batch", list(batch), len(batch)
+                ctx.location = kme_location(location)
                 values = _evaluate(pm, model, metrics, batch, ctx)
                 eval_s += time.perf_counter() - t
             if b not in done:
@@ -292,6 +306,7 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
                 seen_ckpt.add(n)
             model.save_patch(str(rd.state))
             (rd.state / "progress.json").write_text(json.dumps({"batches_applied": b + 1}))
+            save_cache()
         _write_retention(rd, checkpoint_rows, baseline, ids, metrics)
 
     timings["edit_s"] = edit_s
@@ -306,6 +321,12 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
     log.info("run.end", run_dir=str(rd.path), seconds=round(timings["total_s"], 2))
     pm.hook.kme_run_end(summary=summary, run_dir=str(rd.path))
     return summary
+
+
+def kme_location(location: dict | None) -> "Location | None":
+    from kme.data import Location
+
+    return Location.model_validate(location) if location else None
 
 
 def _checkpoints(spec: PipelineSpec, n: int, bs: int) -> set[int]:
@@ -335,10 +356,10 @@ def _summarise(spec: PipelineSpec, rd: RunDir, config: dict[str, Any], metrics: 
         entry: dict[str, Any] = {
             "value": final["metrics"].get(m.name) if final else immediate,
             "baseline": _mean(baseline.get(m.name, [])),
-            "scoring": type(m).scoring,
+            "scoring": m.scoring,
             "n": sum(1 for r in ok if r["metrics"].get(m.name) is not None) if not final else
                  sum(1 for v in final["per_request"].get(m.name, []) if v is not None),
-            "higher_is_better": type(m).higher_is_better,
+            "higher_is_better": m.higher_is_better,
         }
         if final:
             entry["immediate"] = immediate
@@ -375,17 +396,26 @@ def _write_retention(rd: RunDir, rows: list[dict[str, Any]], baseline: dict[str,
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         log.warning("retention.no_plot", reason="matplotlib is not installed")
         return
-    fig, ax = plt.subplots(figsize=(6, 4))
     xs = [r["num_edits"] for r in rows]
-    for m in metrics:
+    shown = [m for m in metrics if any(r["metrics"].get(m.name) is not None for r in rows)]
+    if not shown:
+        return
+    cols = min(3, len(shown))
+    nrows = math.ceil(len(shown) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
+    for ax, m in zip(axes.flat, shown):  # one panel per metric: scales differ (bits vs rates)
         ys = [r["metrics"].get(m.name) for r in rows]
-        if any(y is not None for y in ys):
-            ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o", label=m.name)
-    ax.set_xlabel("edits applied")
-    ax.set_ylabel("value over every edit so far")
-    ax.set_title("Retention (sequential editing)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o")
+        base = data["baseline"].get(m.name)
+        if base is not None:
+            ax.axhline(base, color="grey", linestyle="--", linewidth=1, label="unedited")
+            ax.legend(fontsize=7)
+        ax.set_title(m.name, fontsize=9)
+        ax.set_xlabel("edits applied", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.suptitle("Retention over every edit so far (sequential editing)", fontsize=10)
     fig.tight_layout()
     fig.savefig(rd.retention_png, dpi=100)
     plt.close(fig)

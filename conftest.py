@@ -1,0 +1,13 @@
+"""Repository-wide test settings.
+
+Under ``pytest -n N`` every worker gets one torch thread: on a machine with N cores,
+N workers each running N threads oversubscribe the CPU and run several times slower.
+"""
+
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
