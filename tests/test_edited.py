@@ -175,3 +175,47 @@ class TestToyShiftConformance(EditorConformance):
 class TestToyMemoryConformance(EditorConformance):
     editor_name = "toy_memory"
     plugins = [toyplugins]
+
+
+def test_memory_hits_can_route_queries_to_another_model(reqs):
+    """SERAC-style: in-scope queries are answered by a counterfactual model."""
+    other = tiny_model("gpt2", seed=1)
+
+    class Router(kme.Editor):
+        name = "toy_router"
+        description = "route queries about stored subjects to another model"
+        capabilities = kme.Capabilities(kind="memory")
+
+        def apply(self, model, requests, location=None):
+            h = model.new_handle(self, requests)
+            h.memory = [{"subject": r.subject} for r in requests]
+            return h
+
+        def lookup(self, model, handle, prompts):
+            return [kme.MemoryHit(prompt_index=i, source=self.name, context="Note: ", router=other)
+                    for i, p in enumerate(prompts) if any(m["subject"] in p for m in handle.memory)]
+
+    class Plugin:
+        @kme.hookimpl
+        def kme_register_editors(self, register):
+            register(Router)
+
+    pm2 = kme.build_plugin_manager([Plugin()], load_entrypoints=False)
+    m = tiny_model("gpt2", pm2)
+    prompts = [reqs[0].text, "The capital of Spain is", reqs[0].text + " a"]
+    targets = ["Rome", "Madrid", "city"]
+    plain = m.score(prompts, targets)
+    m.edit("toy_router", reqs[:1])
+    routed = m.score(prompts, targets)
+    expect_other = other.score(["Note: " + prompts[0], "Note: " + prompts[2]], ["Rome", "city"])
+    assert routed[0].logprob == pytest.approx(expect_other[0].logprob, abs=1e-5)
+    assert routed[2].logprob == pytest.approx(expect_other[1].logprob, abs=1e-5)
+    assert routed[1].logprob == pytest.approx(plain[1].logprob, abs=1e-5)  # out of scope: unchanged
+    nxt = m.next_token_logprobs(prompts)
+    assert torch.allclose(nxt[0], other.next_token_logprobs(["Note: " + prompts[0]])[0], atol=1e-5)
+    assert torch.allclose(nxt[1], m.next_token_logprobs([prompts[1]], use_memory=False)[0], atol=1e-5)
+    assert m.generate(prompts[:2], max_new_tokens=3) == [
+        other.generate(["Note: " + prompts[0]], max_new_tokens=3)[0],
+        m.generate([prompts[1]], max_new_tokens=3, use_memory=False)[0]]
+    m.undo()
+    assert m.score(prompts, targets)[0].logprob == pytest.approx(plain[0].logprob, abs=1e-6)

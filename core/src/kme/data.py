@@ -171,13 +171,20 @@ class MemoryHit(_Model):
 
     ``context`` is text placed before the query (demonstrations, retrieved facts, patches);
     hits of several memory editors are concatenated in editor order. ``score`` is the
-    retrieval score, kept for reports.
+    retrieval score, kept for reports. ``router``, when set, answers the query instead of
+    the edited model (SERAC's counterfactual model): any object with ``score(prompts,
+    targets)``, ``next_token_logprobs(prompts)`` and ``generate(prompts, max_new_tokens=...)``
+    like :class:`kme.EditedModel`; it receives the prompt with the context placed before it.
+    It is a live object, never serialised.
     """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     prompt_index: int
     source: str
     context: str = ""
     score: float | None = None
+    router: Any = Field(default=None, exclude=True)
 
 
 class RunSummary(_Model):

@@ -329,18 +329,45 @@ class EditedModel:
         self.tokenizer.save_pretrained(path)
 
     # -- inference ----------------------------------------------------------------------
-    def memory_contexts(self, prompts: Sequence[str]) -> list[str]:
-        """The text each memory editor places before each prompt, combined in stack order."""
-        if not any(h.kind == "memory" for h in self.stack):
-            return [""] * len(prompts)
-        results = self.pm.hook.kme_memory_lookup(model=self, prompts=list(prompts))
+    def memory_lookup(self, prompts: Sequence[str]) -> tuple[list[str], list[Any]]:
+        """Per prompt: the context memory editors place before it (combined in stack order)
+        and the router, if one claimed it (else ``None``)."""
         ctx = [""] * len(prompts)
+        routers: list[Any] = [None] * len(prompts)
+        if not any(h.kind == "memory" for h in self.stack):
+            return ctx, routers
+        results = self.pm.hook.kme_memory_lookup(model=self, prompts=list(prompts))
         for hits in results:
             for hit in hits or []:
                 if not isinstance(hit, MemoryHit):
                     raise KmeError(f"kme_memory_lookup returned {type(hit).__name__}, expected MemoryHit")
                 ctx[hit.prompt_index] += hit.context
-        return ctx
+                if hit.router is not None:
+                    routers[hit.prompt_index] = hit.router
+        return ctx, routers
+
+    def memory_contexts(self, prompts: Sequence[str]) -> list[str]:
+        """The text each memory editor places before each prompt, combined in stack order."""
+        return self.memory_lookup(prompts)[0]
+
+    def _routed(self, prompts: Sequence[str], use_memory: bool, local: Callable[[list[int], list[str]], list],
+                remote: Callable[[Any, list[int], list[str]], list]) -> list:
+        """Run ``local`` on prompts answered by this model and ``remote`` on those a memory
+        editor routed elsewhere (e.g. SERAC's counterfactual model); results in prompt order."""
+        if use_memory:
+            ctx, routers = self.memory_lookup(prompts)
+        else:
+            ctx, routers = [""] * len(prompts), [None] * len(prompts)
+        texts = [c + p for c, p in zip(ctx, prompts)]
+        out: list = [None] * len(prompts)
+        groups: dict[int, tuple[Any, list[int]]] = {}
+        for i, r in enumerate(routers):
+            groups.setdefault(id(r), (r, []))[1].append(i)
+        for router, idx in groups.values():
+            res = local(idx, [texts[i] for i in idx]) if router is None else remote(router, idx, [texts[i] for i in idx])
+            for i, v in zip(idx, res):
+                out[i] = v
+        return out
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=True)["input_ids"]
@@ -361,10 +388,17 @@ class EditedModel:
         """
         if len(prompts) != len(targets):
             raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
-        ctx = self.memory_contexts(prompts) if use_memory else [""] * len(prompts)
+        return self._routed(
+            prompts, use_memory,
+            lambda idx, texts: self._score_texts(texts, [prompts[i] for i in idx], [targets[i] for i in idx],
+                                                 batch_size),
+            lambda router, idx, texts: router.score(texts, [targets[i] for i in idx]))
+
+    def _score_texts(self, texts: list[str], prompts: list[str], targets: list[str],
+                     batch_size: int) -> list[TargetScore]:
         seqs = []
-        for c, p, t in zip(ctx, prompts, targets):
-            pid = self._encode(c + p)
+        for c, p, t in zip(texts, prompts, targets):
+            pid = self._encode(c)
             tid = self.target_ids(p, t)
             if not tid:
                 raise KmeError(f"target {t!r} of prompt {p!r} encodes to no tokens")
@@ -397,8 +431,12 @@ class EditedModel:
     def next_token_logprobs(self, prompts: Sequence[str], *, batch_size: int = 64,
                             use_memory: bool = True) -> torch.Tensor:
         """Log-distribution of the next token after each prompt, ``[len(prompts), vocab]``."""
-        ctx = self.memory_contexts(prompts) if use_memory else [""] * len(prompts)
-        enc = [self._encode(c + p) for c, p in zip(ctx, prompts)]
+        rows = self._routed(prompts, use_memory, lambda idx, texts: list(self._next_texts(texts, batch_size)),
+                            lambda router, idx, texts: list(router.next_token_logprobs(texts)))
+        return torch.stack(rows) if rows else torch.empty(0)
+
+    def _next_texts(self, texts: list[str], batch_size: int) -> list[torch.Tensor]:
+        enc = [self._encode(t) for t in texts]
         rows: list[torch.Tensor | None] = [None] * len(enc)
         pad = self.tokenizer.pad_token_id
         order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
@@ -415,14 +453,17 @@ class EditedModel:
             lp = torch.log_softmax(logits[torch.arange(len(idx)), last.to(self.device)].float(), -1).cpu()
             for r, i in enumerate(idx):
                 rows[i] = lp[r]
-        return torch.stack(rows) if rows else torch.empty(0)  # type: ignore[arg-type]
+        return rows  # type: ignore[return-value]
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 20, batch_size: int = 32,
                  use_memory: bool = True) -> list[str]:
         """Greedy continuations (text after the prompt), batched with left padding."""
-        ctx = self.memory_contexts(prompts) if use_memory else [""] * len(prompts)
-        texts = [c + p for c, p in zip(ctx, prompts)]
+        return self._routed(prompts, use_memory,
+                            lambda idx, texts: self._generate_texts(texts, max_new_tokens, batch_size),
+                            lambda router, idx, texts: router.generate(texts, max_new_tokens=max_new_tokens))
+
+    def _generate_texts(self, texts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
         out: list[str] = [""] * len(texts)
         tok = self.tokenizer
         side = tok.padding_side
