@@ -175,7 +175,8 @@ def kme_memory_lookup(model: "EditedModel", prompts: list[str]) -> "list[MemoryH
     :param model: the edited model, whose ``stack`` holds every applied edit handle.
     :param prompts: the queries about to be scored or generated from.
     :returns: hits (each names the prompt index it belongs to and the context text to place
-        before that prompt), or ``None``.
+        before that prompt; optionally a ``router`` that answers the prompt instead of the
+        edited model, as SERAC's counterfactual model does), or ``None``.
 
     Called by the kernel's single inference path (``EditedModel.score`` /
     ``EditedModel.generate``) before every batch, so memory editors compose with parametric
