@@ -1,0 +1,81 @@
+"""Which layers to edit: the papers' published choices where they exist, a rule elsewhere.
+
+Published (ROME, MEMIT, AlphaEdit papers and their released hyperparameters):
+
+| model | ROME | MEMIT / PMET / AlphaEdit |
+|---|---|---|
+| GPT-2 XL (48 × 1600) | 17 | 13–17 |
+| GPT-J 6B (28 × 4096) | 5 | 3–8 |
+| Llama 7B/8B (32 × 4096) | – | 4–8 |
+
+Any other model, when no locator chose the layer (rule, written for small models as the fact
+world's and scaled by depth; see docs/locate-edit.md for the measurements behind it):
+
+- ROME edits layer ``floor(0.18 · n_layers)`` (GPT-J's 5/28; layer 0 of a 4-layer model);
+- MEMIT-family editors edit the ``max(1, round(n_layers / 5))`` consecutive layers that end
+  at ``floor(0.28 · n_layers)`` (GPT-J's 3–8 ends at 8/28, Llama's 4–8 at 8/32).
+
+A pipeline's locator (``causal-tracing``) overrides the rule: ROME edits the layer it ranks
+first, MEMIT the window that ends there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kme import EditedModel, Location
+
+__all__ = ["PUBLISHED", "model_key", "default_layers", "resolve_layers"]
+
+Method = Literal["rome", "memit"]
+
+# (model_type, n_layers, hidden size) -> method -> layers
+PUBLISHED: dict[tuple[str, int, int], dict[str, list[int]]] = {
+    ("gpt2", 48, 1600): {"rome": [17], "memit": [13, 14, 15, 16, 17]},
+    ("gptj", 28, 4096): {"rome": [5], "memit": [3, 4, 5, 6, 7, 8]},
+    ("llama", 32, 4096): {"memit": [4, 5, 6, 7, 8]},
+}
+
+
+def model_key(model: "EditedModel") -> tuple[str, int, int]:
+    cfg = model.model.config
+    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 0)
+    return (model.layout.model_type, model.num_layers, int(hidden))
+
+
+def _rule(n: int, method: Method) -> list[int]:
+    if method == "rome":
+        return [int(0.18 * n)]
+    end = int(0.28 * n)
+    width = max(1, round(n / 5))
+    return list(range(max(0, end - width + 1), end + 1))
+
+
+def default_layers(model: "EditedModel", method: Method) -> tuple[list[int], str]:
+    """Layers and where they come from (``published`` or ``rule``)."""
+    pub = PUBLISHED.get(model_key(model), {}).get(method)
+    if pub is not None:
+        return list(pub), "published"
+    return _rule(model.num_layers, method), "rule"
+
+
+def resolve_layers(model: "EditedModel", method: Method, explicit: list[int] | None,
+                   location: "Location | None", window: int | None = None) -> tuple[list[int], str]:
+    """Explicit params first, then a locator's best layer (MEMIT: the window ending there),
+    then the published value or the rule. Every layer is range-checked."""
+    if explicit:
+        layers, source = list(explicit), "params"
+    elif location is not None and location.layers:
+        best = location.layers[0]
+        if method == "rome":
+            layers = [best]
+        else:
+            w = window or len(default_layers(model, method)[0])
+            best = model.check_layer(best)
+            layers = list(range(max(0, best - w + 1), best + 1))
+        source = f"locator {location.locator}"
+    else:
+        layers, source = default_layers(model, method)
+    checked = sorted({model.check_layer(layer) for layer in layers})
+    return checked, source

@@ -1,0 +1,85 @@
+"""Keys and values at the fact token of edit requests.
+
+ROME's ``k*`` (and MEMIT's ``k_i``) is the MLP key at the subject's last token averaged over
+the prompt preceded by each random prefix (ROME Eq. 3); MEMIT's current ``h_i^L`` and PMET's
+current module outputs are read on the bare prompt.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from kme_editlib.hooks import HookSet, forward, module_at
+from kme_editlib.tokens import FactToken, encode, lookup_index, pad, request_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kme import EditedModel, EditRequest
+
+__all__ = ["average_keys", "point_values"]
+
+
+def _sequences(model: "EditedModel", requests: list["EditRequest"], prefixes: list[str],
+               fact_token: FactToken) -> tuple[list[list[int]], list[int], list[int]]:
+    seqs, idxs, owners = [], [], []
+    for i, r in enumerate(requests):
+        text, off = request_text(r)
+        for prefix in prefixes:
+            full = prefix + text
+            seqs.append(encode(model, full))
+            idxs.append(lookup_index(model, full, r.subject, fact_token, subject_start=len(prefix) + off))
+            owners.append(i)
+    return seqs, idxs, owners
+
+
+@torch.no_grad()
+def _read(model: "EditedModel", seqs: list[list[int]], idxs: list[int], taps: list[tuple[int, str, str]],
+          batch_size: int) -> dict[tuple[int, str, str], torch.Tensor]:
+    """``taps``: (layer, part, "in"|"out"); returns ``[n_seqs, d]`` per tap."""
+    got: dict[tuple[int, str, str], list[torch.Tensor]] = {t: [] for t in taps}
+    pad_id = model.tokenizer.pad_token_id
+    was_training = model.model.training
+    model.model.eval()
+    try:
+        for start in range(0, len(seqs), batch_size):
+            chunk = seqs[start:start + batch_size]
+            rows = torch.arange(len(chunk), device=model.device)
+            idx = torch.tensor(idxs[start:start + batch_size], device=model.device)
+            ids, mask = pad(chunk, pad_id, model.device)
+            with HookSet() as hs:
+                for tap in taps:
+                    layer, part, side = tap
+                    mod = module_at(model, layer, part)
+                    grab = (lambda x, tap=tap: got[tap].append(x[rows, idx].float().cpu()))
+                    if side == "in":
+                        hs.on_input(mod, grab)
+                    else:
+                        hs.on_output(mod, grab)
+                forward(model, ids, mask)
+    finally:
+        model.model.train(was_training)
+    return {t: torch.cat(v) for t, v in got.items()}
+
+
+def average_keys(model: "EditedModel", requests: list["EditRequest"], layers: list[int], prefixes: list[str],
+                 fact_token: FactToken = "subject_last", batch_size: int = 128) -> dict[int, torch.Tensor]:
+    """``{layer: [n_requests, d_ff]}``: each request's MLP key averaged over ``prefixes``."""
+    seqs, idxs, owners = _sequences(model, requests, prefixes, fact_token)
+    taps = [(layer, "mlp_out", "in") for layer in layers]
+    got = _read(model, seqs, idxs, taps, batch_size)
+    own = torch.tensor(owners)
+    out = {}
+    for layer in layers:
+        k = got[(layer, "mlp_out", "in")]
+        s = torch.zeros(len(requests), k.shape[1]).index_add_(0, own, k)
+        out[layer] = s / torch.bincount(own, minlength=len(requests))[:, None].float()
+    return out
+
+
+def point_values(model: "EditedModel", requests: list["EditRequest"], points: list[tuple[int, str]],
+                 fact_token: FactToken = "subject_last", batch_size: int = 128) -> dict[tuple[int, str], torch.Tensor]:
+    """``{(layer, part): [n_requests, d]}``: each point's output on the bare prompt."""
+    seqs, idxs, _ = _sequences(model, requests, [""], fact_token)
+    got = _read(model, seqs, idxs, [(layer, part, "out") for layer, part in points], batch_size)
+    return {(layer, part): got[(layer, part, "out")] for layer, part in points}

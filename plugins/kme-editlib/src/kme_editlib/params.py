@@ -1,0 +1,76 @@
+"""Parameters shared by the locate-and-edit editors (pydantic mixins; unknown fields refused)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, field_validator
+
+import kme
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from kme import EditedModel
+
+    from kme_editlib.targets import TargetConfig
+
+__all__ = ["StatsParams", "TargetParams"]
+
+
+class StatsParams(kme.Params):
+    """Where the key second moment ``C = E[k kᵀ]`` comes from."""
+
+    mom2_adjustment: bool = Field(True, description="use C (False: identity, i.e. plain least squares)")
+    stats_corpus: str = Field("auto", description="factworld (auto), file:PATH or hub:NAME[:CONFIG[:SPLIT]]")
+    stats_samples: int = Field(100_000, ge=1, description="corpus records for C (the papers: 100,000)")
+    stats_max_length: int = Field(128, ge=2, description="tokens kept per record")
+    stats_dir: str | None = Field(None, description="cache directory (default $KME_STATS_DIR or ~/.cache/kme/stats)")
+    progress: bool = Field(True, description="show progress bars")
+
+    def second_moments(self, model: "EditedModel", layers: list[int]) -> dict[int, "torch.Tensor | None"]:
+        if not self.mom2_adjustment:
+            return {layer: None for layer in layers}
+        from kme_editlib.stats import key_second_moments
+
+        return dict(key_second_moments(model, layers, corpus=self.stats_corpus, samples=self.stats_samples,
+                                       max_length=self.stats_max_length, cache_dir=self.stats_dir,
+                                       progress=self.progress))
+
+
+class TargetParams(kme.Params):
+    """The target-vector optimisation (ROME's v*, MEMIT's z); defaults are ROME's GPT-2 XL values."""
+
+    v_num_grad_steps: int = Field(20, ge=1, description="Adam steps")
+    v_lr: float = Field(0.5, gt=0, description="Adam learning rate")
+    v_weight_decay: float = Field(0.5, ge=0, description="weight of ‖δ‖/‖v‖²")
+    clamp_norm_factor: float = Field(4.0, gt=0, description="‖δ‖ is clamped to this × ‖v‖")
+    kl_factor: float = Field(0.0625, ge=0, description="weight of the KL term on the kl_prompt")
+    kl_prompt: str = Field("{} is a", description="essence prompt with a '{}' subject slot")
+    early_stop_loss: float = Field(0.05, ge=0, description="a request stops once its loss is below this")
+    fact_token: Literal["subject_last", "subject_first", "last"] = "subject_last"
+    context_template_length_params: list[tuple[int, int]] = Field(
+        default_factory=lambda: [(5, 10), (10, 10)],
+        description="random prefixes as (tokens, count) pairs; [] for the bare prompt only")
+    seed: int = Field(0, description="seed of the prefix sampler")
+    chunk_size: int = Field(256, ge=1, description="sequences per forward pass during the optimisation")
+
+    @field_validator("kl_prompt")
+    @classmethod
+    def _one_slot(cls, v: str) -> str:
+        if v.count("{}") != 1:
+            raise ValueError("kl_prompt must contain exactly one '{}' subject slot, e.g. '{} is a'")
+        return v
+
+    def target_config(self) -> "TargetConfig":
+        from kme_editlib.targets import TargetConfig
+
+        return TargetConfig(steps=self.v_num_grad_steps, lr=self.v_lr, weight_decay=self.v_weight_decay,
+                            clamp_norm_factor=self.clamp_norm_factor, kl_factor=self.kl_factor,
+                            early_stop_loss=self.early_stop_loss, kl_prompt=self.kl_prompt,
+                            fact_token=self.fact_token, chunk_size=self.chunk_size)
+
+    def prefixes(self, model: "EditedModel") -> list[str]:
+        from kme_editlib.contexts import context_prefixes
+
+        return context_prefixes(model, self.context_template_length_params, seed=self.seed)

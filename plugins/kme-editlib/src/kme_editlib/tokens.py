@@ -1,0 +1,114 @@
+"""Token bookkeeping shared by every locate-and-edit method: where the subject's last token
+sits in a prompt, how target tokens line up with the positions that predict them, padding.
+
+Everything tokenises exactly as :class:`kme.EditedModel` scores (prompt with special tokens,
+target through ``model.target_ids``), so an optimised target vector is optimised for the same
+token sequence the metrics later read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from kme.errors import KmeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from kme import EditedModel, EditRequest
+
+__all__ = ["FactToken", "encode", "lookup_index", "subject_span", "Sequence_", "pad", "target_ids_of"]
+
+FactToken = Literal["subject_last", "last", "subject_first"]
+
+
+def encode(model: "EditedModel", text: str) -> list[int]:
+    """Token ids of a prompt, with the tokenizer's special tokens (as ``EditedModel`` scores)."""
+    return list(model.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def subject_span(text: str, subject: str, *, where: str = "prompt") -> tuple[int, int]:
+    """Character span of the subject's last occurrence in ``text``; a clear error if absent."""
+    if not subject:
+        raise KmeError(f"empty subject for {where} {text!r}", hint="every request needs a non-empty subject")
+    i = text.rfind(subject)
+    if i < 0:
+        raise KmeError(f"subject {subject!r} does not occur in {where} {text!r}",
+                       hint="write the prompt with a '{}' slot for the subject or include the subject verbatim")
+    return i, i + len(subject)
+
+
+def lookup_index(model: "EditedModel", text: str, subject: str, fact_token: FactToken = "subject_last",
+                 *, subject_start: int | None = None) -> int:
+    """Index of the token whose hidden state carries the fact (ROME's "subject_last": the
+    subject's last token; "last": the prompt's last token; "subject_first")."""
+    ids = encode(model, text)
+    if fact_token == "last":
+        return len(ids) - 1
+    if subject_start is None:
+        start, end = subject_span(text, subject)
+    else:
+        start, end = subject_start, subject_start + len(subject)
+    if fact_token == "subject_last":
+        return min(len(encode(model, text[:end])) - 1, len(ids) - 1)
+    if fact_token == "subject_first":
+        return min(len(encode(model, text[:start])), len(ids) - 1)
+    raise KmeError(f"unknown fact_token {fact_token!r}", hint="use subject_last, subject_first or last")
+
+
+def subject_token_range(model: "EditedModel", text: str, subject: str) -> tuple[int, int]:
+    """Token indices ``[first, last]`` covered by the subject (for causal tracing's corruption)."""
+    start, end = subject_span(text, subject)
+    first = len(encode(model, text[:start]))
+    last = len(encode(model, text[:end])) - 1
+    return min(first, last), last
+
+
+def target_ids_of(model: "EditedModel", prompt: str, target: str, *, what: str = "target_new") -> list[int]:
+    """Token ids of ``target`` continuing ``prompt`` (as the metrics score it); never empty."""
+    if not target or not target.strip():
+        raise KmeError(f"empty {what} for prompt {prompt!r}", hint=f"give every request a non-empty {what}")
+    ids = list(model.target_ids(prompt, target))
+    if not ids:
+        raise KmeError(f"{what} {target!r} of prompt {prompt!r} encodes to no tokens")
+    return ids
+
+
+@dataclass
+class Sequence_:
+    """One token sequence of a batched forward: ``ids``, the position where a vector is
+    read or injected (``index``), the owning request (``owner``) and, for target sequences,
+    the positions that predict each target token and those tokens."""
+
+    ids: list[int]
+    index: int
+    owner: int
+    kind: str = "rewrite"
+    loss_positions: tuple[int, ...] = ()
+    loss_tokens: tuple[int, ...] = ()
+    bare: bool = False
+
+
+def pad(seqs: Sequence[list[int]], pad_id: int, device: "torch.device | str" = "cpu") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Right-padded ``input_ids`` and ``attention_mask`` (positions of real tokens unchanged)."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[r, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def request_text(request: "EditRequest") -> tuple[str, int]:
+    """The edit prompt with the subject filled in and the subject's character offset."""
+    if "{}" not in request.prompt and request.subject not in request.prompt:
+        raise KmeError(f"request {request.case_id!r}: subject {request.subject!r} does not occur in prompt "
+                       f"{request.prompt!r}",
+                       hint="write the prompt with a '{}' slot for the subject or include the subject verbatim")
+    template = request.template
+    return request.text, template.index("{}")
