@@ -1,0 +1,160 @@
+"""The CALINET editor: one calibration FFN per block and edit batch, trained on the batch's facts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+import kme
+from kme.errors import KmeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from kme import EditedModel, EditHandle, EditRequest, Location
+
+__all__ = ["CalinetEditor", "CalinetParams", "CalibrationSlots"]
+
+
+class CalinetParams(kme.Params):
+    layers: list[int] = Field(default_factory=lambda: [-1], min_length=1,
+                              description="blocks whose FFN gets calibration slots (negative counts from the end)")
+    slots: int = Field(64, ge=1, description="calibration memory slots per block (the side FFN's width)")
+    lr: float = Field(5e-3, gt=0, description="Adam learning rate")
+    steps: int = Field(200, ge=1, description="at most this many optimisation steps")
+    stop_loss: float = Field(0.05, ge=0, description="stop once every target token is top-1 and the mean "
+                                                     "negative log-likelihood is below this")
+    seed: int = Field(0, description="seed of the slot keys' initialisation")
+
+
+class CalibrationSlots:
+    """``out += GELU(x @ keys.T) @ values`` on one FFN, through a forward hook."""
+
+    def __init__(self, module: "torch.nn.Module", keys: "torch.Tensor", values: "torch.Tensor"):
+        self.module, self.keys, self.values = module, keys, values
+        self.enabled = True
+        self.hook: Any = module.register_forward_hook(self._forward)
+
+    def _forward(self, module: "torch.nn.Module", inputs: tuple, output: Any) -> Any:
+        import torch
+
+        if not self.enabled:
+            return None
+        out = output[0] if isinstance(output, tuple) else output
+        add = torch.nn.functional.gelu(inputs[0].float() @ self.keys.T.float()) @ self.values.float()
+        new = out + add.to(out.dtype)
+        return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
+
+    def remove(self) -> None:
+        if self.hook is not None:
+            self.hook.remove()
+            self.hook = None
+
+
+class CalinetEditor(kme.Editor):
+    name = "calinet"
+    description = ("CALINET: calibration memory slots (a small parallel FFN) added to FFN outputs and trained "
+                   "on the facts; base weights untouched (Dong et al., 2022)")
+    Params = CalinetParams
+    capabilities = kme.Capabilities(kind="extension", batch=True, sequential=True)
+
+    def apply(self, model: "EditedModel", requests: list["EditRequest"],
+              location: "Location | None" = None) -> "EditHandle":
+        import torch
+
+        p: CalinetParams = self.params  # type: ignore[assignment]
+        layers = location.layers[:1] if location is not None and location.layers else p.layers
+        layers = sorted({model.check_layer(x) for x in layers})
+        d = int(model.model.config.hidden_size)
+        dev = model.device
+        gen = torch.Generator().manual_seed(p.seed)
+        handle = model.new_handle(self, requests)
+        handle.meta["calinet"] = {"layers": layers}
+        slots: list[CalibrationSlots] = []
+        trainable: list[torch.Tensor] = []
+        for layer in layers:
+            keys = (torch.randn(p.slots, d, generator=gen) / d ** 0.5).to(dev).requires_grad_(True)
+            values = torch.zeros(p.slots, d, device=dev, requires_grad=True)
+            s = CalibrationSlots(model.layout.module(model.model, layer, "mlp"), keys, values)
+            self._register(handle, s)
+            slots.append(s)
+            trainable += [keys, values]
+
+        ids, mask, labels = _batch(model, requests)
+        opt = torch.optim.Adam(trainable, lr=p.lr)
+        params = list(model.model.parameters())
+        flags = [q.requires_grad for q in params]
+        was_training = model.model.training
+        model.model.eval()
+        loss_val, steps = float("inf"), 0
+        try:
+            for q in params:
+                q.requires_grad_(False)
+            for steps in range(1, p.steps + 1):
+                logits = model.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                tgt = labels[:, 1:]
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                                         ignore_index=-100)
+                loss_val = float(loss.detach())
+                sel = tgt != -100
+                if loss_val < p.stop_loss and bool((logits.argmax(-1)[sel] == tgt[sel]).all()):
+                    break
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        finally:
+            for q, f in zip(params, flags):
+                q.requires_grad_(f)
+            model.model.train(was_training)
+        for layer, s in zip(layers, slots):
+            s.keys, s.values = s.keys.detach(), s.values.detach()
+            handle.state[f"{layer}.keys"] = s.keys.cpu()
+            handle.state[f"{layer}.values"] = s.values.cpu()
+        handle.meta["calinet"].update(steps=steps, final_loss=round(loss_val, 5))
+        return handle
+
+    def restore(self, model: "EditedModel", handle: "EditHandle") -> None:
+        info = handle.meta.get("calinet")
+        if not info:
+            raise KmeError("a CALINET edit in this patch has no 'calinet' metadata (layers)",
+                           hint="re-create the patch with this version of kme-calinet")
+        for layer in info["layers"]:
+            try:
+                keys, values = handle.state[f"{layer}.keys"], handle.state[f"{layer}.values"]
+            except KeyError:
+                raise KmeError(f"the CALINET edit in this patch lacks the slots of layer {layer}") from None
+            module = model.layout.module(model.model, model.check_layer(int(layer)), "mlp")
+            self._register(handle, CalibrationSlots(module, keys.to(model.device), values.to(model.device)))
+
+    @staticmethod
+    def _register(handle: "EditHandle", slots: CalibrationSlots) -> None:
+        handle.on_undo(slots.remove)
+
+        def toggle(enabled: bool) -> None:
+            slots.enabled = enabled
+
+        handle.on_toggle(toggle)
+
+
+def _batch(model: "EditedModel", requests: list["EditRequest"]) -> tuple["torch.Tensor", ...]:
+    """Prompt + new object of every request, right-padded, loss only on the object's tokens."""
+    import torch
+
+    tok = model.tokenizer
+    seqs = []
+    for r in requests:
+        a = tok(r.text, add_special_tokens=True)["input_ids"]
+        b = model.target_ids(r.text, r.target_new)
+        if not a or not b:
+            raise KmeError(f"request {r.case_id!r}: prompt or target encodes to no tokens")
+        seqs.append((a, b))
+    width = max(len(a) + len(b) for a, b in seqs)
+    ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, (a, b) in enumerate(seqs):
+        ids[i, : len(a) + len(b)] = torch.tensor(a + b)
+        mask[i, : len(a) + len(b)] = 1
+        labels[i, len(a): len(a) + len(b)] = torch.tensor(b)
+    return ids.to(model.device), mask.to(model.device), labels.to(model.device)
