@@ -13,7 +13,9 @@ world's and scaled by depth; see docs/locate-edit.md for the measurements behind
 
 - ROME edits layer ``floor(0.18 · n_layers)`` (GPT-J's 5/28; layer 0 of a 4-layer model);
 - MEMIT-family editors edit the ``max(1, round(n_layers / 5))`` consecutive layers that end
-  at ``floor(0.28 · n_layers)`` (GPT-J's 3–8 ends at 8/28, Llama's 4–8 at 8/32).
+  at ``floor(0.28 · n_layers)`` (GPT-J's 3–8 ends at 8/28, Llama's 4–8 at 8/32);
+- MEMIT's λ is scaled with the MLP width: ``λ = d_ff · 15000 / 16384`` (GPT-J's ratio; see
+  :func:`mom2_update_weight`).
 
 A pipeline's locator (``causal-tracing``) overrides the rule: ROME edits the layer it ranks
 first, MEMIT the window that ends there.
@@ -26,7 +28,8 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, Location
 
-__all__ = ["PUBLISHED", "model_key", "default_layers", "resolve_layers"]
+__all__ = ["PUBLISHED", "PUBLISHED_MOM2_WEIGHT", "model_key", "default_layers", "resolve_layers",
+           "mom2_update_weight"]
 
 Method = Literal["rome", "memit"]
 
@@ -36,6 +39,31 @@ PUBLISHED: dict[tuple[str, int, int], dict[str, list[int]]] = {
     ("gptj", 28, 4096): {"rome": [5], "memit": [3, 4, 5, 6, 7, 8]},
     ("llama", 32, 4096): {"memit": [4, 5, 6, 7, 8]},
 }
+
+# MEMIT's λ ("mom2_update_weight"): GPT-2 XL 20,000, GPT-J 15,000 (Llama: AlphaEdit's 15,000)
+PUBLISHED_MOM2_WEIGHT: dict[tuple[str, int, int], float] = {
+    ("gpt2", 48, 1600): 20000.0,
+    ("gptj", 28, 4096): 15000.0,
+    ("llama", 32, 4096): 15000.0,
+}
+
+
+def mom2_update_weight(model: "EditedModel", explicit: float | None, layer: int = 0) -> tuple[float, str]:
+    """MEMIT's λ and where it comes from: explicit, else published for the model, else the
+    rule ``λ = d_ff · 15000 / 16384`` (GPT-J's ratio).
+
+    Why a ratio: one new key ``k`` receives the share ``s / (λ + s)`` of its residual, where
+    ``s = kᵀ C⁻¹ k`` is about ``d_ff`` for a typical key (``E[kᵀC⁻¹k] = tr(I) = d_ff``). A
+    fixed λ = 15,000 on a model with ``d_ff = 512`` would write ~3% of each residual.
+    """
+    if explicit is not None:
+        return explicit, "params"
+    pub = PUBLISHED_MOM2_WEIGHT.get(model_key(model))
+    if pub is not None:
+        return pub, "published"
+    w = model.parameter(model.weight_name(layer, "mlp_out"))
+    d_ff = int(model.layout.out_weight_as_linear(w).shape[1])
+    return d_ff * 15000.0 / 16384.0, "rule"
 
 
 def model_key(model: "EditedModel") -> tuple[str, int, int]:
