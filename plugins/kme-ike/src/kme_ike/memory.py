@@ -1,0 +1,45 @@
+"""One searchable memory over every applied handle of a memory editor.
+
+Sequential editing leaves one handle per edit on the model's stack. A query must be answered
+from the whole edit memory (the nearest stored edit over all of them), not once per handle,
+so the first applied handle of an editor answers for all of them and the others return no
+hit. The index over the union of their items is rebuilt only when the set of handles changes.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kme_ike.retrieval import Embedder, Index
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kme import EditedModel, EditHandle
+
+__all__ = ["editor_handles", "SharedMemory"]
+
+
+def editor_handles(model: "EditedModel", name: str) -> list["EditHandle"]:
+    """Applied handles of the editor called ``name``, in stack order."""
+    return [h for h in model.stack if h.editor_name == name and h.applied]
+
+
+class SharedMemory:
+    """Caches, per model, an :class:`Index` over the items of a set of handles."""
+
+    def __init__(self, key_text: Callable[[dict[str, Any]], str]):
+        self.key_text = key_text
+        self._cache: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], list[dict[str, Any]], Index]] = \
+            weakref.WeakKeyDictionary()
+
+    def index(self, model: "EditedModel", handles: Sequence["EditHandle"],
+              make_embedder: Callable[[], Embedder]) -> tuple[list[dict[str, Any]], Index]:
+        sig = tuple((h.id, len(h.memory)) for h in handles)
+        cached = self._cache.get(model)
+        if cached is not None and cached[0] == sig:
+            return cached[1], cached[2]
+        items = [item for h in handles for item in h.memory]
+        idx = Index([self.key_text(it) for it in items], make_embedder())
+        self._cache[model] = (sig, items, idx)
+        return items, idx
