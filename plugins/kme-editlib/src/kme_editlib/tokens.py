@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from kme import EditedModel, EditRequest
 
-__all__ = ["FactToken", "encode", "lookup_index", "subject_span", "Sequence_", "pad", "target_ids_of"]
+__all__ = ["FactToken", "encode", "lookup_index", "subject_span", "subject_token_range", "Sequence_", "pad",
+           "target_ids_of", "request_text"]
 
 FactToken = Literal["subject_last", "last", "subject_first"]
 
@@ -40,30 +41,56 @@ def subject_span(text: str, subject: str, *, where: str = "prompt") -> tuple[int
     return i, i + len(subject)
 
 
+def _subject_tokens(model: "EditedModel", text: str, start: int, end: int) -> tuple[int, int, int]:
+    """``(first, last, n_tokens)``: token indices covering characters ``[start, end)``.
+
+    Uses the fast tokenizer's offsets (a leading space merged into the subject's first token
+    counts as the subject's); falls back to tokenising the text up to the span's ends.
+    """
+    tok = model.tokenizer
+    try:
+        enc = tok(text, add_special_tokens=True, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+        ids = enc["input_ids"]
+    except (NotImplementedError, TypeError, KeyError):
+        offsets = None
+    if offsets is not None:
+        hit = [i for i, (a, b) in enumerate(offsets) if b > a and b > start and a < end]
+        if hit:
+            return hit[0], hit[-1], len(ids)
+    n = len(encode(model, text))
+    last = min(len(encode(model, text[:end])) - 1, n - 1)
+    first = min(len(encode(model, text[:start].rstrip(" "))), last)
+    return first, last, n
+
+
 def lookup_index(model: "EditedModel", text: str, subject: str, fact_token: FactToken = "subject_last",
                  *, subject_start: int | None = None) -> int:
     """Index of the token whose hidden state carries the fact (ROME's "subject_last": the
     subject's last token; "last": the prompt's last token; "subject_first")."""
-    ids = encode(model, text)
     if fact_token == "last":
-        return len(ids) - 1
+        return len(encode(model, text)) - 1
+    if fact_token not in ("subject_last", "subject_first"):
+        raise KmeError(f"unknown fact_token {fact_token!r}", hint="use subject_last, subject_first or last")
     if subject_start is None:
         start, end = subject_span(text, subject)
     else:
         start, end = subject_start, subject_start + len(subject)
-    if fact_token == "subject_last":
-        return min(len(encode(model, text[:end])) - 1, len(ids) - 1)
-    if fact_token == "subject_first":
-        return min(len(encode(model, text[:start])), len(ids) - 1)
-    raise KmeError(f"unknown fact_token {fact_token!r}", hint="use subject_last, subject_first or last")
+        if text[start:end] != subject:
+            raise KmeError(f"subject {subject!r} is not at offset {start} of {text!r}")
+    first, last, _ = _subject_tokens(model, text, start, end)
+    return last if fact_token == "subject_last" else first
 
 
-def subject_token_range(model: "EditedModel", text: str, subject: str) -> tuple[int, int]:
+def subject_token_range(model: "EditedModel", text: str, subject: str,
+                        subject_start: int | None = None) -> tuple[int, int]:
     """Token indices ``[first, last]`` covered by the subject (for causal tracing's corruption)."""
-    start, end = subject_span(text, subject)
-    first = len(encode(model, text[:start]))
-    last = len(encode(model, text[:end])) - 1
-    return min(first, last), last
+    if subject_start is None:
+        start, end = subject_span(text, subject)
+    else:
+        start, end = subject_start, subject_start + len(subject)
+    first, last, _ = _subject_tokens(model, text, start, end)
+    return first, last
 
 
 def target_ids_of(model: "EditedModel", prompt: str, target: str, *, what: str = "target_new") -> list[int]:
