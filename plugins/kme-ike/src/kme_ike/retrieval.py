@@ -4,8 +4,9 @@ Language Patch, MeLLo).
 Three embedders, chosen by the ``embedder`` param of an editor:
 
 * ``tfidf`` (default, offline, no model): TF-IDF over lower-cased words and word bigrams, the
-  idf fitted on the indexed texts, cosine similarity. Names of invented or rare entities weigh
-  most, which is what matching a query to the edit about its subject needs.
+  idf fitted on the indexed texts and on text sampled from the model itself, cosine
+  similarity. Names of invented or rare entities weigh most, which is what matching a query
+  to the edit about its subject needs.
 * ``lm``: the edited language model's own last hidden states, mean-pooled over the text's
   tokens (no download; quality depends on the model).
 * ``transformers``: a sentence-embedding model loaded with ``transformers.AutoModel`` from a
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -59,19 +61,28 @@ class Embedder:
 
 
 class TfidfEmbedder(Embedder):
-    """Sublinear TF-IDF of words and word bigrams; smoothed idf fitted on the indexed texts."""
+    """Sublinear TF-IDF of words and word bigrams, smoothed idf.
+
+    The idf is fitted on the indexed texts plus ``background`` texts. Without a background, a
+    memory of a few edits makes every word equally rare, and a query sharing the relation's
+    words ("Y was born in") looks closer to an edit ("X was born in") than one sharing its
+    subject ("The birthplace of X is"). Text sampled from the model itself
+    (:func:`background_texts`) makes frequent words cheap and names dear, with no corpus.
+    """
 
     name = "tfidf"
 
-    def __init__(self) -> None:
+    def __init__(self, background: Sequence[str] = ()) -> None:
+        self.background = list(background)
         self.idf: dict[str, float] = {}
         self.vocab: dict[str, int] = {}
 
     def fit(self, texts: Sequence[str]) -> "TfidfEmbedder":
         df: Counter[str] = Counter()
-        for t in texts:
+        docs = list(texts) + self.background
+        for t in docs:
             df.update(set(_terms(t)))
-        n = len(texts)
+        n = len(docs)
         self.idf = {w: math.log((1 + n) / (1 + c)) + 1.0 for w, c in df.items()}
         self.vocab = {w: i for i, w in enumerate(sorted(self.idf))}
         return self
@@ -153,10 +164,34 @@ class TransformersEmbedder(Embedder):
         return {"embedder": self.name, "model": self.model_name}
 
 
+_backgrounds: "weakref.WeakKeyDictionary[Any, dict[tuple[int, int], list[str]]]" = weakref.WeakKeyDictionary()
+
+
+@torch.no_grad()
+def background_texts(model: "EditedModel", n: int = 128, tokens: int = 32, seed: int = 0) -> list[str]:
+    """``n`` seeded samples of ``tokens`` tokens continued from the beginning-of-text token by
+    the model itself (its weights as they are at first use), cached per model."""
+    cache = _backgrounds.setdefault(model, {})
+    if (n, tokens) in cache:
+        return cache[(n, tokens)]
+    tok = model.tokenizer
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    texts: list[str] = []
+    if start is not None and n > 0:
+        ids = torch.full((n, 1), start, dtype=torch.long, device=model.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = model.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                       top_k=50, max_new_tokens=tokens, pad_token_id=tok.pad_token_id)
+        texts = [t for t in (tok.decode(r[1:], skip_special_tokens=True).strip() for r in out) if t]
+    cache[(n, tokens)] = texts
+    return texts
+
+
 def make_embedder(name: str, model: "EditedModel", embedder_model: str | None = None) -> Embedder:
     """The embedder an editor's params name (fresh, unfitted)."""
     if name == "tfidf":
-        return TfidfEmbedder()
+        return TfidfEmbedder(background_texts(model))
     if name == "lm":
         return LMEmbedder(model)
     if name == "transformers":
