@@ -65,6 +65,14 @@ class HookSet:
 
         self._handles.append(module.register_forward_pre_hook(hook))
 
+    def replace_input(self, module: torch.nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """``fn(x)`` returns the tensor the module receives instead of its first input."""
+
+        def hook(_mod: torch.nn.Module, inp: Any) -> Any:
+            return (fn(inp[0]), *inp[1:])
+
+        self._handles.append(module.register_forward_pre_hook(hook))
+
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
