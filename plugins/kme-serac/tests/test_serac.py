@@ -1,0 +1,139 @@
+"""SERAC meets the editor contract with a checkpoint trained here; queries in scope go to the
+counterfactual model with the edit in context, the rest to the base model; training and its
+command produce a complete checkpoint."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import kme
+from kme.cli import make_cli
+from kme.conformance import EditorConformance, default_requests
+from kme.testing import tiny_model, tiny_tokenizer
+
+from kme_serac.checkpoint import SeracCheckpoint
+from kme_serac.training import TrainConfig, scope_pairs, train_serac
+
+CKPT = Path(tempfile.mkdtemp(prefix="kme-serac-test-")) / "ckpt"
+
+
+def _train_requests() -> list[kme.EditRequest]:
+    people = ["Alice Smith", "Bob Jones", "Carol White", "Dan Black", "Eve Stone", "Finn Gray"]
+    out = []
+    for i, s in enumerate(people):
+        other = people[(i + 1) % len(people)]
+        out.append(kme.EditRequest(
+            case_id=f"born:{s}", prompt="{} was born in", subject=s, target_new="Paris", relation="born",
+            paraphrase_prompts=[f"The birthplace of {s} is"],
+            neighborhood=[kme.Probe(prompt=f"{other} was born in", target="London")]))
+        out.append(kme.EditRequest(
+            case_id=f"speaks:{s}", prompt="{} speaks", subject=s, target_new="French", relation="speaks",
+            paraphrase_prompts=[f"The language of {s} is"],
+            neighborhood=[kme.Probe(prompt=f"{other} speaks", target="Italian")]))
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def checkpoint():
+    if not (CKPT / "serac.json").exists():
+        pm = kme.build_plugin_manager()
+        train_serac(tiny_model("gpt2", pm), _train_requests(), CKPT,
+                    TrainConfig(classifier_steps=150, counterfactual_steps=20, batch_size=16, holdout=0.2,
+                                classifier_lr=2e-3))
+    return CKPT
+
+
+class TestSeracConformance(EditorConformance):
+    editor_name = "serac"
+    params = {"checkpoint": str(CKPT)}
+
+
+@pytest.fixture(scope="module")
+def pm():
+    return kme.build_plugin_manager()
+
+
+def test_checkpoint_holds_both_models_and_a_record(checkpoint):
+    meta = json.loads((checkpoint / "serac.json").read_text())
+    assert (checkpoint / "classifier" / "config.json").exists()
+    assert (checkpoint / "counterfactual" / "config.json").exists()
+    t = meta["training"]
+    assert t["requests"] + t["held_out_requests"] == 12 and t["held_out_requests"] > 0
+    assert t["classifier_final_loss"] < 0.6  # learned something beyond chance (0.69)
+    assert set(meta["held_out"]) >= {"in_scope_recall", "out_of_scope_rejection", "counterfactual_accuracy"}
+
+
+def test_scope_pairs_have_hard_negatives():
+    import random
+
+    pos, neg = scope_pairs(_train_requests(), random.Random(0))
+    edit = "Alice Smith was born in Paris"
+    assert (edit, "The birthplace of Alice Smith is", "Paris") in pos
+    assert (edit, "Bob Jones was born in") in neg  # neighbourhood: same relation, other subject
+    assert (edit, "Alice Smith speaks") in neg  # same subject, other relation
+
+
+def test_in_scope_queries_go_to_the_counterfactual_model(pm, checkpoint):
+    m = tiny_model("gpt2", pm)
+    r = default_requests()[1]
+    prompts = [r.text, "The capital of Spain is"]
+    base = m.score(prompts, ["Paris", "Madrid"])
+    ck = SeracCheckpoint.load(checkpoint, pm)
+    router = ck.router(pm)
+    # threshold ~0: every query is in scope of the (only) cached edit
+    m.edit("serac", [r], {"checkpoint": str(checkpoint), "threshold": 1e-6})
+    ctx = ck.context("Alice Smith was born in Paris")
+    assert m.memory_contexts(prompts) == [ctx, ctx]
+    routed = m.score(prompts, ["Paris", "Madrid"])
+    expect = router.score([ctx + p for p in prompts], ["Paris", "Madrid"])
+    assert [s.logprob for s in routed] == pytest.approx([s.logprob for s in expect], abs=1e-5)
+    m.undo()
+    # threshold ~1: nothing is in scope, the base model answers
+    m.edit("serac", [r], {"checkpoint": str(checkpoint), "threshold": 1 - 1e-9})
+    assert m.memory_contexts(prompts) == ["", ""]
+    assert [s.logprob for s in m.score(prompts, ["Paris", "Madrid"])] == \
+        pytest.approx([s.logprob for s in base], abs=1e-6)
+
+
+def test_the_classifier_picks_the_most_probable_edit(pm, checkpoint):
+    m = tiny_model("gpt2", pm)
+    for r in default_requests():
+        m.edit("serac", [r], {"checkpoint": str(checkpoint), "threshold": 1e-6})
+    ck = SeracCheckpoint.load(checkpoint, pm)
+    q = "Bob Jones speaks"
+    edits = ["The capital of France is Rome", "Alice Smith was born in Paris", "Bob Jones speaks Italian"]
+    probs = ck.scope_probs([(e, q) for e in edits])
+    best = edits[max(range(3), key=lambda i: probs[i])]
+    assert m.memory_contexts([q]) == [ck.context(best)]
+
+
+def test_missing_checkpoint_is_a_clear_error(pm, tmp_path):
+    m = tiny_model("gpt2", pm)
+    with pytest.raises(kme.KmeError, match="needs a trained checkpoint"):
+        m.edit("serac", default_requests()[:1])
+    with pytest.raises(kme.KmeError, match="is not a SERAC checkpoint"):
+        m.edit("serac", default_requests()[:1], {"checkpoint": str(tmp_path)})
+    assert m.stack == []
+
+
+def test_train_command(pm, tmp_path):
+    base = tmp_path / "base"
+    tiny_model("gpt2", pm).model.save_pretrained(str(base))
+    tiny_tokenizer().save_pretrained(str(base))
+    cli = make_cli(pm)
+    pm.hook.kme_register_commands(cli=cli)
+    out = tmp_path / "serac"
+    r = CliRunner().invoke(cli, ["serac", "train", "--model", str(base), "--dataset", "factworld", "--limit", "20",
+                                 "--classifier-steps", "3", "--counterfactual-steps", "3", "--out", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert (out / "serac.json").exists() and "checkpoint:" in r.output
+    m = kme.load_model(str(base), pm)
+    m.edit("serac", default_requests()[:1], {"checkpoint": str(out)})
+    assert torch.isfinite(m.next_token_logprobs(["The capital of France is"])).all()
