@@ -73,3 +73,15 @@ def test_subject_positions_and_bad_inputs():
         optimise_targets(m, [bad], [(0, "mlp_out")], [""], CFG)
     with pytest.raises(KmeError, match="layer 9 does not exist"):
         optimise_targets(m, default_requests()[:1], [(9, "mlp_out")], [""], CFG)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2"])
+def test_replaying_lower_blocks_changes_nothing(family):
+    m = tiny_model(family)
+    reqs = default_requests()
+    for pts in ([(2, "block")], [(2, "mlp_out")], [(1, "attn_out"), (1, "mlp_out")]):
+        fast = optimise_targets(m, reqs, pts, ["", "I think so. "], TargetConfig(steps=4))
+        slow = optimise_targets(m, reqs, pts, ["", "I think so. "], TargetConfig(steps=4, replay_lower_layers=False))
+        for p in pts:
+            assert torch.allclose(fast.delta[p], slow.delta[p], atol=1e-6)
+    assert all(not hasattr(module, "forward") or "forward" not in vars(module) for module in m.model.modules())

@@ -12,7 +12,8 @@ with Adam, ``‖δ_i‖`` clamped to ``clamp_norm_factor · ‖v_i‖`` after ev
 ``i`` frozen as soon as its loss falls below ``early_stop_loss``. Every request owns its own
 rows of the batch, so one optimisation for the whole batch gives each request exactly the
 vector it would get alone, at a fraction of the cost (MEMIT's paper optimised them one at a
-time). Requests that stopped early leave the batch.
+time). Requests that stopped early leave the batch, and the blocks below the injection
+points, whose outputs cannot change, are computed once and replayed from memory afterwards.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class TargetConfig:
     kl_prompt: str = "{} is a"
     fact_token: FactToken = "subject_last"
     chunk_size: int = 256
+    replay_lower_layers: bool = True
 
 
 @dataclass
@@ -116,6 +118,11 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
     steps_r = torch.zeros(n, dtype=torch.long)
     pad_id = model.tokenizer.pad_token_id
 
+    replay = _replayable_block(points) if cfg.replay_lower_layers else -1
+    cached: dict[int, torch.Tensor] = {}
+    shape: dict[str, object] = {}
+    seq_id = {id(s): i for i, s in enumerate(seqs)}
+
     bar = tqdm(range(cfg.steps), desc=f"target vectors ({n} requests)", disable=not progress, leave=False)
     with frozen_params(model):
         for step in bar:
@@ -130,7 +137,10 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
                 idx = torch.tensor([s.index for s in chunk], device=dev)
                 owner = torch.tensor([s.owner for s in chunk], device=dev)
                 bare = torch.tensor([s.bare for s in chunk], device=dev)
-                with HookSet() as hs:
+                ids_of_chunk = [seq_id[id(s)] for s in chunk]
+                with HookSet() as hs, _replaying(model, replay, step > 0, shape, cached, ids_of_chunk, ids.shape):
+                    if replay >= 0 and step == 0:
+                        hs.on_output(module_at(model, replay, "block"), _recorder(cached, ids_of_chunk, chunk))
                     for pt in points:
                         hs.on_output(module_at(model, *pt),
                                      _injector(pt, deltas, init, have_init, rows, idx, owner, bare, step == 0))
@@ -194,6 +204,71 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
     return TargetResult(points=list(points), init={pt: v.detach() for pt, v in init.items()},
                         delta={pt: v.detach().clone() for pt, v in deltas.items()}, loss=loss_r.tolist(),
                         nll=nll_r.tolist(), steps=steps_r.tolist(), seconds=time.perf_counter() - t0)
+
+
+def _replayable_block(points: list[Point]) -> int:
+    """The highest block whose output no injection changes: below the lowest point, or that
+    block itself when every point at it is its output (the injection is added afterwards)."""
+    low = min(layer for layer, _ in points)
+    return low if all(part == "block" for layer, part in points if layer == low) else low - 1
+
+
+def _recorder(cached: dict[int, torch.Tensor], ids: list[int], chunk: list[Sequence_]):  # type: ignore[no-untyped-def]
+    def fn(out: torch.Tensor) -> None:
+        for r, (i, s) in enumerate(zip(ids, chunk)):
+            cached[i] = out[r, : len(s.ids)].detach().clone()
+
+    return fn
+
+
+class _replaying:
+    """Blocks ``0..upto`` skip their computation: the lower ones pass their input through and
+    block ``upto`` returns the output recorded for each sequence at the first step."""
+
+    def __init__(self, model: "EditedModel", upto: int, on: bool, shape: dict, cached: dict[int, torch.Tensor],
+                 ids: list[int], batch_shape: torch.Size):
+        self.model, self.upto, self.on = model, upto, on and upto >= 0
+        self.shape, self.cached, self.ids, self.batch_shape = shape, cached, ids, batch_shape
+        self.patched: list[torch.nn.Module] = []
+        self.hook = None
+
+    def _wrap(self, out: torch.Tensor) -> object:
+        kind = self.shape.get("kind")
+        if kind == "tuple":
+            return (out, *([None] * (int(self.shape["len"]) - 1)))  # type: ignore[call-overload]
+        return out
+
+    def __enter__(self) -> "_replaying":
+        if self.upto < 0:
+            return self
+        top = module_at(self.model, self.upto, "block")
+        if not self.on:  # first step: learn the blocks' output structure
+            def note(_m: torch.nn.Module, _i: object, out: object) -> None:
+                self.shape["kind"] = "tuple" if isinstance(out, tuple) else "tensor"
+                self.shape["len"] = len(out) if isinstance(out, tuple) else 1
+
+            self.hook = top.register_forward_hook(note)
+            return self
+        B, T = self.batch_shape
+        ref = self.cached[self.ids[0]]
+        full = ref.new_zeros(B, T, ref.shape[-1])
+        for r, i in enumerate(self.ids):
+            c = self.cached[i]
+            full[r, : c.shape[0]] = c
+        for layer in range(self.upto + 1):
+            block = module_at(self.model, layer, "block")
+            if layer == self.upto:
+                block.forward = lambda *a, **k: self._wrap(full)  # type: ignore[method-assign]
+            else:
+                block.forward = lambda *a, **k: self._wrap(a[0] if a else k["hidden_states"])  # type: ignore[method-assign]
+            self.patched.append(block)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for block in self.patched:
+            del block.forward
+        if self.hook is not None:
+            self.hook.remove()
 
 
 def _width(model: "EditedModel", pt: Point) -> int:
