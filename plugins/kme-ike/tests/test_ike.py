@@ -164,3 +164,20 @@ def test_bad_demo_file_names_the_record(pm, tmp_path):
     m = tiny_model("gpt2", pm)
     with pytest.raises(kme.KmeError, match="record 0"):
         m.edit("ike", default_requests()[:1], {"demo_file": str(bad)})
+
+
+def test_transformers_embedder_loads_a_local_encoder(pm, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from kme.testing import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, pad_token_id=tok.pad_token_id)).save_pretrained(str(tmp_path))
+    tok.save_pretrained(str(tmp_path))
+    m = tiny_model("gpt2", pm)
+    emb = make_embedder("transformers", m, str(tmp_path))
+    vecs = emb.embed(["Alice Smith was born in", "Bob Jones speaks"])
+    assert vecs.shape == (2, 16) and torch.allclose(vecs.norm(dim=-1), torch.ones(2), atol=1e-5)
+    m.edit("ike", default_requests(), {"k": 0, "embedder": "transformers", "embedder_model": str(tmp_path)})
+    assert all(c.startswith("New Fact: ") for c in m.memory_contexts(["Alice Smith was born in"]))

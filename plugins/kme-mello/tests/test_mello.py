@@ -5,7 +5,6 @@ decomposition; scripted language models make the loop's decisions checkable."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,7 @@ from kme_mello.solver import Rule, first_span, match_rule, solve_prompted, solve
 
 RULES = [Rule(question="The currency of the city where {} was born is the",
               hops=["{} was born in", "The currency of {} is the"])]
-RULES_FILE = Path(tempfile.mkdtemp(prefix="kme-mello-test-")) / "rules.json"
-RULES_FILE.write_text(json.dumps([r.model_dump() for r in RULES]))
+RULES_FILE = Path(__file__).parent / "data" / "rules.json"  # the same rule, as a file
 
 
 class TestMelloConformance(EditorConformance):
@@ -52,6 +50,10 @@ class ScriptedLM:
 
 BASE = {"Ann Lee was born in": " Oldtown. She", "The currency of Oldtown is the": " florin.",
         "The currency of Newtown is the": " crown.", "Bo Kim was born in": " Midtown."}
+
+
+def test_rules_file_holds_the_rule():
+    assert [Rule.model_validate(r) for r in json.loads(RULES_FILE.read_text())] == RULES
 
 
 def test_match_rule_and_first_span():

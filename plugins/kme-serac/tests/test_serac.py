@@ -5,6 +5,7 @@ command produce a complete checkpoint."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,12 +42,12 @@ def _train_requests() -> list[kme.EditRequest]:
 
 @pytest.fixture(scope="module", autouse=True)
 def checkpoint():
-    if not (CKPT / "serac.json").exists():
-        pm = kme.build_plugin_manager()
-        train_serac(tiny_model("gpt2", pm), _train_requests(), CKPT,
-                    TrainConfig(classifier_steps=150, counterfactual_steps=20, batch_size=16, holdout=0.2,
-                                classifier_lr=2e-3))
-    return CKPT
+    pm = kme.build_plugin_manager()
+    train_serac(tiny_model("gpt2", pm), _train_requests(), CKPT,
+                TrainConfig(classifier_steps=150, counterfactual_steps=20, batch_size=16, holdout=0.2,
+                            classifier_lr=2e-3))
+    yield CKPT
+    shutil.rmtree(CKPT.parent, ignore_errors=True)
 
 
 class TestSeracConformance(EditorConformance):
