@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from kme.errors import KmeError
-from kme_editlib.hooks import HookSet, module_at
+from kme_editlib.hooks import HookSet, module_at, run_unpadded
 from kme_editlib.tokens import encode, request_text, subject_token_range, target_ids_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,7 +91,7 @@ def trace_request(model: "EditedModel", request: "EditRequest", *, noise_std: fl
                     part = KIND_PART[kind]
                     hs.on_output(module_at(model, layer, part),
                                  lambda y, key=(layer, part): clean_states.__setitem__(key, y[0].detach().clone()))
-            logits = model.model(input_ids=x, use_cache=False).logits[0, -1].float()
+            logits = run_unpadded(model, x).logits[0, -1].float()
         probs = torch.softmax(logits, -1)
         if target == "true" and request.target_true:
             tok = target_ids_of(model, text, request.target_true, what="target_true")[0]
@@ -118,7 +118,7 @@ def trace_request(model: "EditedModel", request: "EditRequest", *, noise_std: fl
 
         with HookSet() as hs:
             hs.on_output(embed, corrupt(samples))
-            p_low = float(p_target(model.model(input_ids=x.repeat(samples, 1), use_cache=False).logits).mean())
+            p_low = float(p_target(run_unpadded(model, x.repeat(samples, 1)).logits).mean())
 
         T = len(ids)
         effects: dict[str, list[list[float]]] = {}
@@ -139,7 +139,7 @@ def trace_request(model: "EditedModel", request: "EditRequest", *, noise_std: fl
                             return y.index_put((rows, pos), clean[pos].to(y.dtype))
 
                         hs.on_output(module_at(model, lr, part), put)
-                    p = p_target(model.model(input_ids=big, use_cache=False).logits)
+                    p = p_target(run_unpadded(model, big).logits)
                 table[:, layer] = p.view(T, samples).mean(1).cpu() - p_low
             effects[kind] = table.tolist()
     finally:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kme_editlib.base import base_weights
+from kme_editlib.hooks import run_unpadded
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
@@ -31,7 +32,7 @@ def _sample(model: "EditedModel", start: str, length: int, gen: torch.Generator,
     n_special = len(ids) - len(tok(start, add_special_tokens=False)["input_ids"])
     while len(ids) - n_special < length:
         x = torch.tensor([ids], device=model.device)
-        logits = model.model(input_ids=x, use_cache=False).logits[0, -1].float()
+        logits = run_unpadded(model, x).logits[0, -1].float()
         if model.tokenizer.eos_token_id is not None:
             logits[model.tokenizer.eos_token_id] = -float("inf")
         top = torch.topk(logits, min(top_k, logits.numel()))

@@ -22,7 +22,7 @@ import torch
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
 
-__all__ = ["HookSet", "module_at", "frozen_params", "forward", "capture_keys_values", "output_tensor",
+__all__ = ["HookSet", "module_at", "frozen_params", "forward", "run_unpadded", "capture_keys_values", "output_tensor",
            "replace_output"]
 
 Point = tuple[int, str]
@@ -105,6 +105,11 @@ def frozen_params(model: "EditedModel") -> Iterator[None]:
 def forward(model: "EditedModel", ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Logits of a right-padded batch (no cache)."""
     return model.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+
+
+def run_unpadded(model: "EditedModel", ids: torch.Tensor) -> Any:
+    """The model's output on rows of equal length (no padding, no cache)."""
+    return model.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
 
 
 @torch.no_grad()

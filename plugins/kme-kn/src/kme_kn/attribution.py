@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kme.errors import KmeError
-from kme_editlib.hooks import HookSet, frozen_params, module_at
+from kme_editlib.hooks import HookSet, frozen_params, module_at, run_unpadded
 from kme_editlib.tokens import encode, target_ids_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +48,7 @@ def attribute(model: "EditedModel", prompt: str, target_token: int, layers: list
         for layer in layers:
             hs.on_input(module_at(model, layer, "mlp_out"),
                         lambda x, layer=layer: base.__setitem__(layer, x[0, last].detach().float().clone()))
-        model.model(input_ids=ids, use_cache=False)
+        run_unpadded(model, ids)
     alphas = torch.arange(1, steps + 1, device=model.device, dtype=torch.float32) / steps
     out: dict[int, torch.Tensor] = {}
     batch = ids.repeat(steps, 1)
@@ -60,7 +60,7 @@ def attribute(model: "EditedModel", prompt: str, target_token: int, layers: list
             with HookSet() as hs:
                 hs.replace_input(module_at(model, layer, "mlp_out"),
                                  lambda x: x.index_put((rows, pos), scaled.to(x.dtype)))
-                logits = model.model(input_ids=batch, use_cache=False).logits[:, -1].float()
+                logits = run_unpadded(model, batch).logits[:, -1].float()
             prob = torch.softmax(logits, -1)[:, target_token]
             (grad,) = torch.autograd.grad(prob.sum(), scaled)
             out[layer] = (base[layer] * grad.mean(0)).detach().cpu()
