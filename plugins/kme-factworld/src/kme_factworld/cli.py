@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +114,7 @@ def world_cmd(seed: int, out: str, verify: bool) -> None:
     if verify:
         same = WORLD_PATH.read_text(encoding="utf-8") == text
         click.echo(f"{WORLD_PATH}: {'matches' if same else 'DIFFERS from'} the world generated from seed {seed}")
-        sys.exit(0 if same else 1)
+        raise click.exceptions.Exit(0 if same else 1)
     if out == "-":
         click.echo(text, nl=False)
     else:

@@ -33,6 +33,7 @@ Doc = list[tuple[str, bool]]
 
 STATEMENT_PREFIXES = ("New fact:", "New Fact:", "Fact:", "Update:", "Note:")
 QUERY_PREFIXES = ("", "", "", "Prompt:", "Q:")
+LEARN_SUBJECT = True  # subjects of fact sentences cannot be predicted; their loss is noise
 
 
 def doc_text(doc: Doc) -> str:
@@ -42,11 +43,13 @@ def doc_text(doc: Doc) -> str:
 def sentence(template: str, subject: str, obj: str, *, clause: str | None = None, learn_object: bool = True,
              end: str = ".") -> Doc:
     """One fact sentence as segments: prompt, object, end."""
-    prompt = template.format(subject)
+    before, after = template.split("{}")
     if clause:
-        first = prompt[0].lower() + prompt[1:] if not prompt.startswith(subject) else prompt
-        prompt = f"{clause} {first}"
-    return [(prompt, True), (" " + obj, learn_object), (end, True)]
+        before = f"{clause} {before[:1].lower()}{before[1:]}" if before else f"{clause} "
+    lead = " " if before.endswith(" ") else ""
+    segs: Doc = [(before.rstrip(" "), True)] if before.rstrip(" ") else []
+    segs += [(lead + subject, LEARN_SUBJECT), (after, True), (" " + obj, learn_object), (end, True)]
+    return segs
 
 
 def _join(parts: list[Doc], sep: str = " ") -> Doc:
@@ -100,15 +103,23 @@ def _query(world: World, rng: random.Random, s: Subject, rel: str, obj: str, pre
     return [(prefix + " ", True)] + doc if prefix else doc
 
 
-def episode(world: World, rng: random.Random, *, max_lines: int = 40, counterfactual_p: float = 0.7) -> Doc:
+def episode(world: World, rng: random.Random, *, max_lines: int = 44, max_new: int = 16,
+            counterfactual_p: float = 0.7) -> Doc:
     """A context episode: statements of (mostly counterfactual) facts, then questions about
-    them mixed with questions the context does not answer (answered from memory)."""
-    subjects = world.subjects
-    n_new = rng.randint(1, 8)
+    them mixed with questions the context does not answer (answered from memory).
+
+    Statements come either as a block before the questions (as demonstrations do) or
+    interleaved with them. Questions ask a stated fact in another trained phrasing (answer:
+    the stated object), the same relation of another subject (its true object), another
+    relation of a stated subject (its true object), or any other fact.
+    """
+    block = rng.random() < 0.25
+    # mostly few statements (the copy skill is learned on these first), sometimes many
+    n_new = rng.randint(1, max_new) if block else min(max_new // 2, 1 + int(rng.expovariate(0.35)))
     stated: list[tuple[Subject, str, str]] = []
     seen: set[tuple[str, str]] = set()
     while len(stated) < n_new:
-        s = rng.choice(subjects)
+        s = rng.choice(world.subjects)
         rel = rng.choice(list(s.facts))
         if (s.name, rel) in seen:
             continue
@@ -123,31 +134,38 @@ def episode(world: World, rng: random.Random, *, max_lines: int = 40, counterfac
     lines: list[Doc] = []
     pending = list(stated)
     active: list[tuple[Subject, str, str]] = []
-    n_lines = rng.randint(max_lines // 2, max_lines)
+    n_lines = rng.randint(max(n_new + 2, max_lines // 4), max(n_new + 2, max_lines))
     while len(lines) < n_lines:
         u = rng.random()
-        if pending and (u < 0.3 or not active):
+        if pending and (block or u < 0.3 or not active):
             s, rel, obj = pending.pop(0)
             t = rng.choice(world.trained_templates(s, rel))
             body = sentence(t, s.name, obj, learn_object=False, end=rng.choice((".", "")))
             lines.append([(sprefix + " ", True)] + body)
             active.append((s, rel, obj))
-        elif active and u < 0.7:
-            s, rel, obj = rng.choice(active)
+            if not block and rng.random() < 0.5:
+                lines.append(_query(world, rng, s, rel, obj, qprefix))  # asked right away
+            continue
+        v = rng.random()
+        s, rel, obj = rng.choice(active)
+        if v < 0.45:
+            # a stated fact, asked again: the context's object
             lines.append(_query(world, rng, s, rel, obj, qprefix))
-        elif active and u < 0.8:
-            # the same subject's other facts are unchanged
-            s, _, _ = rng.choice(active)
-            rel = rng.choice([r for r in s.facts if (s.name, r) not in seen] or list(s.facts))
-            if (s.name, rel) in seen:
-                continue
-            lines.append(_query(world, rng, s, rel, s.facts[rel], qprefix))
+        elif v < 0.65:
+            # the same relation of another subject: unchanged
+            other = rng.choice(world.of_kind(s.kind))
+            if (other.name, rel) not in seen:
+                lines.append(_query(world, rng, other, rel, other.facts[rel], qprefix))
+        elif v < 0.8:
+            # another fact of a stated subject: unchanged
+            rel2 = rng.choice(list(s.facts))
+            if (s.name, rel2) not in seen:
+                lines.append(_query(world, rng, s, rel2, s.facts[rel2], qprefix))
         else:
-            s = rng.choice(subjects)
-            rel = rng.choice(list(s.facts))
-            if (s.name, rel) in seen:
-                continue
-            lines.append(_query(world, rng, s, rel, s.facts[rel], qprefix))
+            o = rng.choice(world.subjects)
+            rel2 = rng.choice(list(o.facts))
+            if (o.name, rel2) not in seen:
+                lines.append(_query(world, rng, o, rel2, o.facts[rel2], qprefix))
     return _join(lines, sep)
 
 

@@ -37,10 +37,11 @@ class TrainConfig:
     n_embd: int = 128
     n_head: int = 4
     n_positions: int = 512
-    steps: int = 2400
+    steps: int = 2600
     fact_rows: int = 16
     fact_row_len: int = 128
-    episode_every: int = 5  # every n-th step is an episode step
+    packing: str = "bucketed"  # "packed": documents share rows; "bucketed": one document per row
+    episode_every: int = 3  # every n-th step is an episode step
     episode_rows: int = 4
     lr: float = 3e-3
     min_lr_ratio: float = 0.05
@@ -99,24 +100,57 @@ def _pack(encoded: list[tuple[list[int], list[int]]], row_len: int, pad: int) ->
     return rows, labs
 
 
+def _buckets(encoded: list[tuple[list[int], list[int]]], tokens: int, pad: int,
+             rng: random.Random) -> list[tuple[list[list[int]], list[list[int]]]]:
+    """One document per row, documents of similar length batched together (little padding),
+    at most ``tokens`` positions per batch; batches in random order."""
+    order = list(range(len(encoded)))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), 2000):
+        chunk = sorted(order[start:start + 2000], key=lambda i: len(encoded[i][0]))
+        cur: list[int] = []
+        for i in chunk:
+            width = max([len(encoded[j][0]) for j in cur + [i]])
+            if cur and width * (len(cur) + 1) > tokens:
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+    out = []
+    for b in batches:
+        width = max(len(encoded[i][0]) for i in b)
+        out.append(([encoded[i][0] + [pad] * (width - len(encoded[i][0])) for i in b],
+                    [encoded[i][1] + [-100] * (width - len(encoded[i][1])) for i in b]))
+    rng.shuffle(out)
+    return out
+
+
 class _Stream:
     """Endless fact rows and episode rows, regenerated pass after pass from one RNG."""
 
     def __init__(self, world: World, enc: _Encoder, cfg: TrainConfig, rng: random.Random):
         self.world, self.enc, self.cfg, self.rng = world, enc, cfg, rng
         self.rows: list[tuple[list[int], list[int]]] = []
-        self.filler: list[tuple[list[int], list[int]]] = []
+        self.batches: list[tuple[list[list[int]], list[list[int]]]] = []
         self.passes = 0
 
     def _refill(self) -> None:
         docs = fact_documents(self.world, self.rng)
         encoded = self.enc.encode_docs(docs)
-        rows, labs = _pack(encoded, self.cfg.fact_row_len, self.enc.bos)
-        self.rows.extend(zip(rows, labs))
-        self.filler.extend(encoded)
+        if self.cfg.packing == "bucketed":
+            self.batches.extend(_buckets(encoded, self.cfg.fact_rows * self.cfg.fact_row_len, self.enc.bos, self.rng))
+        else:
+            rows, labs = _pack(encoded, self.cfg.fact_row_len, self.enc.bos)
+            self.rows.extend(zip(rows, labs))
         self.passes += 1
 
     def fact_batch(self) -> tuple[list[list[int]], list[list[int]]]:
+        if self.cfg.packing == "bucketed":
+            if not self.batches:
+                self._refill()
+            return self.batches.pop()
         while len(self.rows) < self.cfg.fact_rows:
             self._refill()
         batch, self.rows = self.rows[: self.cfg.fact_rows], self.rows[self.cfg.fact_rows:]
@@ -124,24 +158,11 @@ class _Stream:
 
     def episode_batch(self) -> tuple[list[list[int]], list[list[int]]]:
         n = self.cfg.n_positions
-        rows, labs = [], []
-        for _ in range(self.cfg.episode_rows):
-            ep_ids, ep_lab = self.enc.encode_docs([episode(self.world, self.rng)])[0]
-            ep_ids, ep_lab = ep_ids[: n], ep_lab[: n]
-            room = n - len(ep_ids)
-            pre, pre_l = [], []
-            while room > 0:
-                if not self.filler:
-                    self._refill()
-                ids, lab = self.filler.pop()
-                if len(ids) > room:
-                    break
-                pre, pre_l = pre + ids, pre_l + lab
-                room -= len(ids)
-            row, lab = pre + ep_ids, pre_l + ep_lab
-            rows.append(row + [self.enc.bos] * (n - len(row)))
-            labs.append(lab + [-100] * (n - len(lab)))
-        return rows, labs
+        eps = self.enc.encode_docs([episode(self.world, self.rng) for _ in range(self.cfg.episode_rows)])
+        eps = [(ids[:n], lab[:n]) for ids, lab in eps]
+        width = max(len(ids) for ids, _ in eps)
+        return ([ids + [self.enc.bos] * (width - len(ids)) for ids, _ in eps],
+                [lab + [-100] * (width - len(lab)) for _, lab in eps])
 
 
 def train(world: World, tokenizer: Any, cfg: TrainConfig, *, log: Callable[[str], None] = print,

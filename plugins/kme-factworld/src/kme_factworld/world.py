@@ -26,7 +26,9 @@ WORLD_VERSION = 1
 DEFAULT_SEED = 0
 WORLD_PATH = Path(__file__).parent / "data" / "world.json"
 
-N_PEOPLE = 240
+N_PEOPLE = 200
+N_FIRST_NAMES = N_PEOPLE // 3
+N_LAST_NAMES = N_PEOPLE // 2
 N_COUNTRIES = 12
 CITIES_PER_COUNTRY = 6
 N_COMPANIES = 14
@@ -214,9 +216,9 @@ def generate_world(seed: int = DEFAULT_SEED) -> World:
     # people: first and last names, seven facts each
     first_names: list[str] = []
     last_names: list[str] = []
-    for _ in range(N_PEOPLE // 3):
+    for _ in range(N_FIRST_NAMES):
         first_names.append(_word(rng, taken, (2, 2), ("", "a", "o", "in", "ia", "el"), max_len=8))
-    for _ in range(N_PEOPLE // 2):
+    for _ in range(N_LAST_NAMES):
         last_names.append(_word(rng, taken, (2, 2), ("son", "ov", "ski", "wick", "er", "ez", "ard"), max_len=10))
     names: set[str] = set()
     vocab = {"employer": companies, "mother_tongue": languages}
