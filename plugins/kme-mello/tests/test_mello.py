@@ -156,3 +156,22 @@ def test_bad_rules_file_is_a_clear_error(pm, tmp_path):
         m.edit("mello", default_requests()[:1], {"decomposer": "rules", "rules_file": str(bad)})
     with pytest.raises(kme.KmeError, match="needs rules_file"):
         m.edit("mello", default_requests()[:1], {"decomposer": "rules"})
+
+
+def test_min_similarity_hides_unrelated_facts(pm, monkeypatch):
+    m = tiny_model("gpt2", pm)
+
+    class Gullible(ScriptedLM):  # copies any stated fact, whoever it is about
+        def __call__(self, texts, n):
+            return [" " + t.split("New Fact: ")[1].split(" in ")[1].split("\n")[0] + "." if "New Fact: " in t
+                    else self.answers.get(t, " unknown.") for t in texts]
+
+    lm = Gullible(BASE)
+    monkeypatch.setattr(m, "generate", lambda texts, max_new_tokens=20, use_memory=True: lm(texts, max_new_tokens))
+    req = kme.EditRequest(case_id=1, prompt="{} was born in", subject="Ann Lee", target_new="Newtown")
+    h = m.edit("mello", [req], {"decomposer": "rules", "rules_file": str(RULES_FILE)})
+    assert m.memory_contexts(["Bo Kim was born in"]) != [""]  # the nearest fact is always shown
+    m.undo(h)
+    m.edit("mello", [req], {"decomposer": "rules", "rules_file": str(RULES_FILE), "min_similarity": 0.8})
+    assert m.memory_contexts(["Bo Kim was born in", "Ann Lee was born in"]) == \
+        ["", "New Fact: Ann Lee was born in Newtown\nPrompt: "]

@@ -38,6 +38,9 @@ class MelloParams(kme.Params):
     answer_tokens: int = Field(8, ge=1, description="tokens generated for one answer")
     step_tokens: int = Field(48, ge=8, description="tokens generated per transcript step (decomposer: prompt)")
     embedder: EmbedderName = Field("tfidf", description="retrieval of edited facts: tfidf, lm, transformers")
+    min_similarity: float = Field(0.0, ge=0, le=1, description="a retrieved fact less similar than this to the "
+                                                               "sub-question is not shown (0: always the nearest "
+                                                               "fact, as in the paper)")
     embedder_model: str | None = Field(None, description="hub id or local path (embedder: transformers)")
     answer_template: str = Field(FACT_CONTEXT, description="how MeLLo's answer is stated before the query "
                                                            "({fact} = the question completed by the answer)")
@@ -117,7 +120,7 @@ class MelloEditor(kme.Editor):
 
             def retrieve(queries: list[str]) -> list[str | None]:
                 found = index.search(queries, 1)
-                return [items[f[0][0]]["fact"] if f else None for f in found]
+                return [items[f[0][0]]["fact"] if f and f[0][1] >= p.min_similarity else None for f in found]
 
             if p.decomposer == "rules":
                 traces = solve_with_rules(todo, load_rules(p.rules_file or ""), generate, retrieve,
@@ -156,7 +159,7 @@ def _context_length(model: "EditedModel") -> int:
 def _fit(model: "EditedModel", text: str, budget: int) -> str:
     """``text`` cut from the left to at most ``budget`` tokens (a long few-shot transcript loses
     its oldest demonstrations first)."""
-    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if len(ids) <= budget:
         return text
     return model.tokenizer.decode(ids[len(ids) - max(1, budget):])

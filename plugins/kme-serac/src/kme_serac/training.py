@@ -3,7 +3,8 @@
 From every training request e = (prompt -> new object):
 
 * **in scope** of e: its prompt and its paraphrases (the answer is e's new object);
-* **out of scope**, hard: its neighbourhood prompts (same relation, other subjects) and the
+* **out of scope**, hard: its neighbourhood prompts (same relation, other subjects), its own
+  in-scope phrasings with another subject's name (only the subject tells them apart) and the
   prompts of other requests about the same subject (other relations); easy: prompts of
   random other requests.
 
@@ -66,10 +67,17 @@ def scope_pairs(reqs: list["EditRequest"], rng: random.Random) -> tuple[list[tup
     pos: list[tuple[str, str, str]] = []
     neg: list[tuple[str, str]] = []
     all_prompts = [r.text for r in reqs]
+    subjects = sorted(by_subject)
     for r in reqs:
         e = edit_descriptor(r)
-        pos += [(e, q, r.target_new) for q in [r.text, *r.paraphrase_prompts]]
+        in_scope = [r.text, *r.paraphrase_prompts]
+        pos += [(e, q, r.target_new) for q in in_scope]
         neg += [(e, n.prompt) for n in r.neighborhood]
+        # the same phrasing about another subject: only the subject tells them apart
+        others = [s for s in subjects if s != r.subject and r.subject not in s and s not in r.subject]
+        for q in in_scope:
+            if others and r.subject in q:
+                neg.append((e, q.replace(r.subject, rng.choice(others))))
         for other in by_subject[r.subject]:
             if other is not r and other.relation != r.relation:
                 neg += [(e, q) for q in [other.text, *other.paraphrase_prompts][:2]]
