@@ -61,3 +61,24 @@ def test_bad_inputs_are_clear_errors(pm):
     with pytest.raises(Exception, match="subject"):
         EditRequest(case_id=1, prompt="The capital of Spain is", subject="France", target_new="Rome")
     assert m.stack == []
+
+
+def test_released_code_variant_inserts_at_the_bare_prompt(pm):
+    """insert_at: bare -- the update direction comes from the prefix-averaged key, the
+    constraint holds at the bare prompt's key (as in the authors' code)."""
+    m = tiny_model("qwen2", pm)
+    r = default_requests()[1]
+    params = ROMEParams(**{**TINY_PARAMS, "insert_at": "bare", "layer": 2})
+    v_star = optimise_targets(m, [r], [(2, "mlp_out")], params.prefixes(m), params.target_config()).target((2, "mlp_out"))
+    m.edit(ROMEEditor(params), [r])
+    got = point_values(m, [r], [(2, "mlp_out")], "last")[(2, "mlp_out")]
+    assert torch.allclose(got, v_star, atol=1e-3 * float(v_star.norm()))
+
+
+def test_layer_defaults_published_measured_and_rule(pm):
+    from kme_editlib.defaults import default_layers
+
+    assert default_layers(tiny_model("gpt2", pm), "rome") == ([0], "rule")
+    assert default_layers(tiny_model("gpt2", pm, n_layer=4, d=128), "rome") == ([0], "measured")
+    assert default_layers(tiny_model("gpt2", pm, n_layer=4, d=128), "memit") == ([0, 1], "measured")
+    assert default_layers(tiny_model("llama", pm, n_layer=10), "memit") == ([1, 2], "rule")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, Location
 
-__all__ = ["PUBLISHED", "PUBLISHED_MOM2_WEIGHT", "model_key", "default_layers", "resolve_layers",
+__all__ = ["PUBLISHED", "MEASURED", "PUBLISHED_MOM2_WEIGHT", "model_key", "default_layers", "resolve_layers",
            "mom2_update_weight"]
 
 Method = Literal["rome", "memit"]
@@ -38,6 +38,12 @@ PUBLISHED: dict[tuple[str, int, int], dict[str, list[int]]] = {
     ("gpt2", 48, 1600): {"rome": [17], "memit": [13, 14, 15, 16, 17]},
     ("gptj", 28, 4096): {"rome": [5], "memit": [3, 4, 5, 6, 7, 8]},
     ("llama", 32, 4096): {"memit": [4, 5, 6, 7, 8]},
+}
+
+# Measured on the fact-world model (GPT-2, 4 layers × 128; docs/locate-edit.md): only
+# layer 0 edits reliably through the subject's tokens.
+MEASURED: dict[tuple[str, int, int], dict[str, list[int]]] = {
+    ("gpt2", 4, 128): {"rome": [0], "memit": [0, 1]},
 }
 
 # MEMIT's λ ("mom2_update_weight"): GPT-2 XL 20,000, GPT-J 15,000 (Llama: AlphaEdit's 15,000)
@@ -81,10 +87,14 @@ def _rule(n: int, method: Method) -> list[int]:
 
 
 def default_layers(model: "EditedModel", method: Method) -> tuple[list[int], str]:
-    """Layers and where they come from (``published`` or ``rule``)."""
-    pub = PUBLISHED.get(model_key(model), {}).get(method)
+    """Layers and where they come from (``published``, ``measured`` or ``rule``)."""
+    key = model_key(model)
+    pub = PUBLISHED.get(key, {}).get(method)
     if pub is not None:
         return list(pub), "published"
+    measured = MEASURED.get(key, {}).get(method)
+    if measured is not None:
+        return list(measured), "measured"
     return _rule(model.num_layers, method), "rule"
 
 

@@ -25,11 +25,14 @@ def _f64(x: torch.Tensor) -> torch.Tensor:
 
 
 def rank_one_update(weight: torch.Tensor, cov: torch.Tensor | None, key: torch.Tensor, value: torch.Tensor,
-                    bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``Δ`` [out, in] such that ``(W + Δ) k* + b = v*``, minimal under ``C`` (identity if
-    ``cov`` is None)."""
+                    bias: torch.Tensor | None = None, direction: torch.Tensor | None = None) -> torch.Tensor:
+    """``Δ`` [out, in] such that ``(W + Δ) k + b = v*``, minimal under ``C`` (identity if
+    ``cov`` is None). ``direction`` (default ``key``) is the key whose ``C⁻¹k`` spans the
+    update's row space: ROME's released code inserts at the bare prompt's key along the
+    direction of the prefix-averaged key."""
     W, k, v = _f64(weight), _f64(key), _f64(value)
-    u = k if cov is None else torch.linalg.solve(_f64(cov), k)
+    kd = k if direction is None else _f64(direction)
+    u = kd if cov is None else torch.linalg.solve(_f64(cov), kd)
     denom = torch.dot(u, k)
     if not torch.isfinite(denom) or abs(float(denom)) < 1e-12:
         raise EditFailedError("rank-one update is degenerate: (C⁻¹k*)ᵀk* is zero or not finite",

@@ -37,6 +37,9 @@ class ROMEParams(TargetParams, StatsParams):
     layer: int | None = Field(None, description="MLP layer to edit (default: locator, published value, or rule)")
     key_contexts: Literal["prefixes", "bare"] = Field(
         "prefixes", description="average k* over the random prefixes (paper) or use the bare prompt")
+    insert_at: Literal["average", "bare"] = Field(
+        "average", description="the constraint Ŵk = v* holds at the averaged key k* (paper Eq. 2) or at the bare "
+        "prompt's key, with the update direction still C⁻¹k* (the authors' released code)")
 
 
 class ROMEEditor(kme.Editor):
@@ -85,7 +88,9 @@ def rome_update(model: "EditedModel", handle: "EditHandle", request: "EditReques
     v_star = res.target(point)[0].cpu()
     t2 = time.perf_counter()
     name, W, b = mlp_out_weight(model, layer)
-    delta = rank_one_update(W.cpu(), cov, k_star, v_star, None if b is None else b.cpu())
+    k_at = k_star if p.insert_at == "average" or p.key_contexts == "bare" else \
+        average_keys(model, [request], [layer], [""], p.fact_token)[layer][0]
+    delta = rank_one_update(W.cpu(), cov, k_at, v_star, None if b is None else b.cpu(), direction=k_star)
     handle.add_delta(name, to_storage(model, delta))
     t3 = time.perf_counter()
     return {"case_id": request.case_id, "loss": res.loss[0], "nll": res.nll[0], "steps": res.steps[0],
