@@ -167,7 +167,7 @@ class GraceEditor(kme.Editor):
         book.capture, book.bypass = True, True
         try:
             with torch.no_grad():
-                model.model(input_ids=ids)
+                model.model(input_ids=ids, attention_mask=torch.ones_like(ids))
             assert book.captured is not None
             x, out = book.captured
         finally:
@@ -188,6 +188,7 @@ class GraceEditor(kme.Editor):
         opt = torch.optim.Adam([value], lr=p.lr)
         target = torch.tensor(tids, device=dev)
         rows = torch.arange(pos, pos + len(tids), device=dev)
+        mask = torch.ones_like(ids)
         params = list(model.model.parameters())
         flags = [q.requires_grad for q in params]
         was_training = model.model.training
@@ -198,7 +199,7 @@ class GraceEditor(kme.Editor):
                 q.requires_grad_(False)
             for _ in range(p.steps):
                 book.override = (pos, value)
-                logits = model.model(input_ids=ids).logits[0, rows].float()
+                logits = model.model(input_ids=ids, attention_mask=mask).logits[0, rows].float()
                 loss = torch.nn.functional.cross_entropy(logits, target)
                 loss_val = float(loss.detach())
                 if loss_val < p.stop_loss and bool((logits.argmax(-1) == target).all()):

@@ -43,7 +43,7 @@ __all__ = ["TrainConfig", "train_serac", "edit_descriptor", "scope_pairs"]
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    classifier_steps: int = Field(1500, ge=0)
+    classifier_steps: int = Field(2500, ge=0)
     classifier_lr: float = Field(5e-4, gt=0)
     counterfactual_steps: int = Field(1500, ge=0)
     counterfactual_lr: float = Field(3e-4, gt=0)

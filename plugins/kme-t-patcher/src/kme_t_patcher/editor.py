@@ -148,7 +148,8 @@ class TPatcherEditor(kme.Editor):
         hook = module.register_forward_hook(lambda m, i, o: got.append(i[0].detach()))
         try:
             with torch.no_grad():
-                model.model(input_ids=torch.tensor([ids], device=model.device))
+                t = torch.tensor([ids], device=model.device)
+                model.model(input_ids=t, attention_mask=torch.ones_like(t))
         finally:
             hook.remove()
         x = got[0][0].float()
@@ -171,6 +172,7 @@ class TPatcherEditor(kme.Editor):
         ids = torch.tensor([pids + tids], device=dev)
         target = torch.tensor(tids, device=dev)
         rows = torch.arange(pos, pos + len(tids), device=dev)
+        mask = torch.ones_like(ids)
         params = list(model.model.parameters())
         flags = [q.requires_grad for q in params]
         was_training = model.model.training
@@ -184,7 +186,7 @@ class TPatcherEditor(kme.Editor):
                 patches.keys = torch.cat([old_k, key[None]])
                 patches.bias = torch.cat([old_b, bias])
                 patches.values = torch.cat([old_v, value[None]])
-                logits = model.model(input_ids=ids).logits[0, rows].float()
+                logits = model.model(input_ids=ids, attention_mask=mask).logits[0, rows].float()
                 l_edit = torch.nn.functional.cross_entropy(logits, target)
                 a_edit = h_edit @ key + bias
                 l_act = _topk_mean(torch.exp((p.act_margin - a_edit).clamp(max=50)), p.act_topk)
