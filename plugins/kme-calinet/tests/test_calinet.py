@@ -48,3 +48,19 @@ def test_undo_suspend_and_patch(pm, tmp_path):
     m.undo()
     assert torch.equal(m.next_token_logprobs(probe), base)
     assert not m.layout.module(m.model, 3, "mlp")._forward_hooks
+
+
+def test_retain_term_keeps_unrelated_predictions_closer(pm):
+    probe = ["0 1 2 3 4 5 6", "The Eiffel Tower is located in", "Danielle Darrieux's mother tongue is"]
+    reqs = default_requests()
+    drift = {}
+    for w in (0.0, 5.0):
+        m = tiny_model("gpt2", pm)
+        base = m.next_token_logprobs(probe)
+        h = m.edit("calinet", reqs, {"slots": 8, "steps": 80, "lr": 2e-2, "retain_weight": w, "retain_samples": 16,
+                                     "retain_tokens": 12})
+        assert m.score([r.text for r in reqs], [r.target_new for r in reqs])[0].logprob > -20
+        drift[w] = float((m.next_token_logprobs(probe).exp() - base.exp()).abs().sum())
+        m.undo(h)
+        assert torch.equal(m.next_token_logprobs(probe), base)
+    assert drift[5.0] < drift[0.0]

@@ -25,7 +25,12 @@ class CalinetParams(kme.Params):
     steps: int = Field(200, ge=1, description="at most this many optimisation steps")
     stop_loss: float = Field(0.05, ge=0, description="stop once every target token is top-1 and the mean "
                                                      "negative log-likelihood is below this")
-    seed: int = Field(0, description="seed of the slot keys' initialisation")
+    seed: int = Field(0, description="seed of the slot keys' initialisation and of the retain samples")
+    retain_weight: float = Field(0.0, ge=0, description="weight of a KL term keeping the model's next-token "
+                                                        "distributions on retain texts (0: the paper's recipe, "
+                                                        "facts only)")
+    retain_samples: int = Field(64, ge=1, description="retain texts sampled from the model itself")
+    retain_tokens: int = Field(32, ge=1, description="length of each retain sample")
 
 
 class CalibrationSlots:
@@ -82,6 +87,7 @@ class CalinetEditor(kme.Editor):
             trainable += [keys, values]
 
         ids, mask, labels = _batch(model, requests)
+        retain = _retain_batch(model, p, slots) if p.retain_weight > 0 else None
         opt = torch.optim.Adam(trainable, lr=p.lr)
         params = list(model.model.parameters())
         flags = [q.requires_grad for q in params]
@@ -100,6 +106,11 @@ class CalinetEditor(kme.Editor):
                 sel = tgt != -100
                 if loss_val < p.stop_loss and bool((logits.argmax(-1)[sel] == tgt[sel]).all()):
                     break
+                if retain is not None:
+                    r_ids, r_mask, r_logp = retain
+                    new = torch.log_softmax(model.model(input_ids=r_ids, attention_mask=r_mask).logits.float(), -1)
+                    kl = (r_logp.exp() * (r_logp - new)).sum(-1)
+                    loss = loss + p.retain_weight * (kl * r_mask).sum() / r_mask.sum()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -135,6 +146,33 @@ class CalinetEditor(kme.Editor):
             slots.enabled = enabled
 
         handle.on_toggle(toggle)
+
+
+def _retain_batch(model: "EditedModel", p: CalinetParams,
+                  slots: list[CalibrationSlots]) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """Texts sampled from the model (seeded), and its next-token log-distributions on them
+    with the new slots switched off: what the retain term keeps."""
+    import torch
+
+    tok = model.tokenizer
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    if start is None:
+        raise KmeError("retain_weight needs a beginning- or end-of-text token to sample retain texts from")
+    for s in slots:
+        s.enabled = False
+    try:
+        with torch.no_grad():
+            ids = torch.full((p.retain_samples, 1), start, dtype=torch.long, device=model.device)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(p.seed)
+                out = model.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                           top_k=50, max_new_tokens=p.retain_tokens, pad_token_id=tok.pad_token_id)
+            mask = torch.ones_like(out)
+            logp = torch.log_softmax(model.model(input_ids=out, attention_mask=mask).logits.float(), -1)
+    finally:
+        for s in slots:
+            s.enabled = True
+    return out, mask, logp
 
 
 def _batch(model: "EditedModel", requests: list["EditRequest"]) -> tuple["torch.Tensor", ...]:
