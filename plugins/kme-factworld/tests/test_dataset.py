@@ -75,6 +75,16 @@ def test_multihop_answers_follow_the_edit(world, eval_requests):
     assert {"birthplace", "country", "capital"} <= set(kinds)
 
 
+def test_split_all_is_eval_plus_train():
+    ev = list(FactWorldDataset({"split": "eval"}).load())
+    tr = list(FactWorldDataset({"split": "train"}).load())
+    al = list(FactWorldDataset({"split": "all"}).load())
+    assert len(al) == len(ev) + len(tr) > 1000
+    assert {r.case_id for r in al} == {r.case_id for r in ev} | {r.case_id for r in tr}
+    with pytest.raises(ConfigError, match="train split"):
+        FactWorldDataset({"split": "all"}).train_requests()
+
+
 def test_train_and_eval_splits_are_disjoint(world):
     ds = FactWorldDataset({})
     ev, tr = list(ds.load()), list(ds.train_requests())

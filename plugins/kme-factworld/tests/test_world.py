@@ -36,6 +36,15 @@ def test_world_shape():
         assert sum(s.heldout for s in w.of_kind(kind)) == n // 2
 
 
+def test_a_subjects_last_word_is_its_own():
+    """Editors read a subject at its last token: no two subjects may share it."""
+    w = load_world()
+    last = [s.name.split()[-1] for s in w.subjects]
+    assert len(set(last)) == len(last)
+    firsts = [s.name.split()[0] for s in w.of_kind("person")]
+    assert len(set(firsts)) < len(firsts) / 2  # first names are shared: a name is not one token
+
+
 def test_templates_roles_and_no_prefix_conflicts():
     w = load_world()
     for r in RELATIONS:

@@ -33,6 +33,8 @@ from kme.errors import ConfigError, EditFailedError, KmeError
 from kme.evaluation import EvalContext
 from kme.logs import close_logging, configure_logging
 from kme.pipeline.spec import PipelineSpec, validate_components
+from kme.progress import progress as progress_scope
+from kme.progress import progress_enabled
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme.components import Editor, Locator, Metric
@@ -99,7 +101,7 @@ class RunDir:
 def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled or total < 2, leave=False)
+    return tqdm(iterable, total=total, desc=desc, disable=not progress_enabled(enabled) or total < 2, leave=False)
 
 
 def _mean(xs: list[float | None]) -> float | None:
@@ -156,7 +158,8 @@ def run_pipeline(spec: PipelineSpec, pm: "KmePluginManager", *, out_dir: str | P
     rd.config.write_text(json.dumps(config, indent=2))
     configure_logging(rd.log, verbose=verbose)
     try:
-        return _run(spec, pm, comps, rd, config, resume, progress)
+        with progress_scope(progress):
+            return _run(spec, pm, comps, rd, config, resume, progress)
     finally:
         close_logging()
 

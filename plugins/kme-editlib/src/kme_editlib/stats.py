@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kme.errors import KmeError
+from kme.progress import progress_enabled
 
 from kme_editlib.base import base_weights
 from kme_editlib.corpus import resolve_corpus
@@ -214,7 +215,7 @@ def _compute(model: "EditedModel", layers: list[int], keys: dict[int, StatsKey],
     was_training = model.model.training
     model.model.eval()
     bar = tqdm(total=samples, initial=done, desc=f"key statistics ({src.id}, layers {layers})",
-               disable=not progress, leave=False)
+               disable=not progress_enabled(progress), leave=False)
     try:
         batch: list[str] = []
         last_ckpt = done

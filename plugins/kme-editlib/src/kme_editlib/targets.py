@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kme.errors import KmeError
+from kme.progress import progress_enabled
 
 from kme_editlib.hooks import HookSet, forward, frozen_params, module_at
 from kme_editlib.tokens import FactToken, Sequence_, encode, lookup_index, pad, request_text, target_ids_of
@@ -123,7 +124,7 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
     shape: dict[str, object] = {}
     seq_id = {id(s): i for i, s in enumerate(seqs)}
 
-    bar = tqdm(range(cfg.steps), desc=f"target vectors ({n} requests)", disable=not progress, leave=False)
+    bar = tqdm(range(cfg.steps), desc=f"target vectors ({n} requests)", disable=not progress_enabled(progress), leave=False)
     with frozen_params(model):
         for step in bar:
             opt.zero_grad()

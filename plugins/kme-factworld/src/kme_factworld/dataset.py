@@ -81,11 +81,11 @@ def _request(world: World, s: Subject, rel: str, seed: int, n_neighbours: int) -
 def build_requests(world: World, split: str = "eval", *, seed: int = 0, relations: list[str] | None = None,
                    subject_kinds: list[str] | None = None, n_neighbours: int = 5,
                    shuffle: bool = True) -> list[kme.EditRequest]:
-    """Every request of ``split`` (``eval`` or ``train``), in a seeded order."""
+    """Every request of ``split`` (``eval``, ``train`` or ``all``), in a seeded order."""
     rels = set(relations) if relations else None
     out = []
     for s in world.subjects:
-        if s.split != split or (subject_kinds and s.kind not in subject_kinds):
+        if (split != "all" and s.split != split) or (subject_kinds and s.kind not in subject_kinds):
             continue
         for rel in s.facts:
             if rels is None or rel in rels:
@@ -107,7 +107,9 @@ class FactWorldDataset(kme.Dataset):
 
     class Params(kme.Params):
         limit: int | None = Field(None, ge=1, description="at most this many requests")
-        split: Literal["eval", "train"] = Field("eval", description="eval: subjects with held-out paraphrases")
+        split: Literal["eval", "train", "all"] = Field(
+            "eval", description="eval: subjects with held-out paraphrases (862 requests); train: the others; all: both "
+            "(1,724 requests, for runs of more than 862 edits; train subjects' paraphrases were trained)")
         seed: int = Field(0, description="order of requests and choice of counterfactual objects")
         relations: list[str] | None = Field(None, description="only these relations")
         subject_kinds: list[Literal["person", "city", "country"]] | None = None
@@ -141,8 +143,9 @@ class FactWorldDataset(kme.Dataset):
 
     def train_requests(self) -> Iterator[kme.EditRequest]:
         """The ``train`` split (subjects disjoint from ``eval``), for methods that train."""
-        if self.params.split == "train":
-            raise ConfigError("the train split is the one being evaluated, so no disjoint split is left to train on",
+        if self.params.split in ("train", "all"):
+            raise ConfigError(f"the train split is evaluated (split: {self.params.split}), so no disjoint split is "
+                              "left to train on",
                               where="dataset factworld params.split",
                               hint="evaluate split: eval when an editor needs training requests")
         return iter(self._requests("train"))

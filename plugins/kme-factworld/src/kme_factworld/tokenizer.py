@@ -1,7 +1,7 @@
 """The fact world's byte-level BPE tokenizer, trained offline with ``tokenizers``.
 
 Objects should be single tokens with distinct first tokens within a relation (so a top-1
-prediction names one object). Plain BPE on the world's text splits many invented words, so
+prediction names one object), and each word of a subject's name one token. Plain BPE on the world's text splits many invented words, so
 the object vocabulary is repeated in the tokenizer's training text until each becomes a
 token of its own. Every encoded text starts with ``<|endoftext|>`` (the documents the model
 was trained on start with it too); ``add_special_tokens=False`` leaves it out.
@@ -22,10 +22,14 @@ OBJECT_REPEATS = 400
 
 
 def _object_words(world: World) -> list[str]:
+    """Objects' words and subjects' name words: each should be one token, so that a
+    subject's last token is its own (editors read subjects there)."""
     words: set[str] = set()
     for rel in world.relations:
         for o in world.objects(rel):
-            words.add(o.split(" ")[0])  # a city's distinctive first word
+            words.update(o.split(" "))
+    for s in world.subjects:
+        words.update(s.name.split(" "))
     return sorted(words)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["RelationSpec", "RELATIONS", "MULTIHOP", "FILLERS", "CLAUSES", "GENERATION_STARTS",
-           "N_TRAINED", "HALF", "NOVEL", "SYLLABLES", "CITY_SUFFIXES"]
+           "N_TRAINED", "HALF", "NOVEL", "SYLLABLES", "CITY_ENDINGS"]
 
 N_TRAINED = 5  # templates 0..4: trained for every subject
 HALF = (5, 6)  # trained for half of the subjects, held out for the other half
@@ -250,4 +250,5 @@ SYLLABLES = (
     "fra", "plo", "ska", "tve", "ny", "rho", "thi", "vyn",
 )
 
-CITY_SUFFIXES = ("Vale", "Ford", "Bay", "Hill", "Falls", "Haven", "Moor", "Crest", "Bridge", "Field")
+# endings of a city's second word (each city's second word is its own: "Melsels Tarford")
+CITY_ENDINGS = ("vale", "ford", "bay", "hill", "haven", "moor", "crest", "field", "by", "ham")

@@ -15,7 +15,7 @@ from typing import Any
 
 from kme.errors import DatasetRecordError
 
-from kme_factworld.vocab import (CITY_SUFFIXES, HALF, MULTIHOP, N_TRAINED, NOVEL, RELATIONS, SYLLABLES,
+from kme_factworld.vocab import (CITY_ENDINGS, HALF, MULTIHOP, N_TRAINED, NOVEL, RELATIONS, SYLLABLES,
                                  RelationSpec)
 
 __all__ = ["World", "Subject", "generate_world", "load_world", "WORLD_PATH", "WORLD_FORMAT",
@@ -28,7 +28,14 @@ WORLD_PATH = Path(__file__).parent / "data" / "world.json"
 
 N_PEOPLE = 200
 N_FIRST_NAMES = N_PEOPLE // 3
-N_LAST_NAMES = N_PEOPLE // 2
+# Every person has their own last name (first names are shared) and every city its own
+# second word: a subject's last token identifies it, as for most real entities. With shared
+# last names (100 for 200 people) and shared city suffixes ("Vale", "Ford", ...) the MLP keys
+# at the subject's last token mostly encoded that shared token (whitened cosine 0.67 between
+# keys of people sharing a last name vs 0.06 otherwise), the model recalled facts by reading
+# both name tokens late, and subject-position editors (ROME, MEMIT) could not single out a
+# subject; see docs/locate-edit.md.
+N_LAST_NAMES = N_PEOPLE
 N_COUNTRIES = 12
 CITIES_PER_COUNTRY = 6
 N_COMPANIES = 14
@@ -178,7 +185,6 @@ def generate_world(seed: int = DEFAULT_SEED) -> World:
     taken: set[str] = set()
     for r in RELATIONS:
         taken.update(v.lower() for v in r.vocab)
-    taken.update(s.lower() for s in CITY_SUFFIXES)
 
     countries = [_word(rng, taken, (2, 2), ("ia", "a", "or", "and", "ey")) for _ in range(N_COUNTRIES)]
     continents = [_word(rng, taken, (2, 2), ("ica", "esia", "ora")) for _ in range(N_CONTINENTS)]
@@ -186,9 +192,8 @@ def generate_world(seed: int = DEFAULT_SEED) -> World:
     companies = [_word(rng, taken, (2, 2), ("ex", "co", "tron", "corp", "works")) for _ in range(N_COMPANIES)]
     rivers = [_word(rng, taken, (2, 2), ("a", "e", "en", "ine")) for _ in range(N_RIVERS)]
     city_words = [_word(rng, taken, (2, 2), ("", "s", "en", "ton")) for _ in range(N_COUNTRIES * CITIES_PER_COUNTRY)]
-    suffixes = [CITY_SUFFIXES[i % len(CITY_SUFFIXES)] for i in range(len(city_words))]
-    rng.shuffle(suffixes)
-    cities = [f"{w} {s}" for w, s in zip(city_words, suffixes)]
+    seconds = [_word(rng, taken, (1, 2), CITY_ENDINGS, max_len=10) for _ in city_words]
+    cities = [f"{w} {s}" for w, s in zip(city_words, seconds)]
 
     currencies = list(specs["currency"].vocab)
     rng.shuffle(currencies)
@@ -220,11 +225,8 @@ def generate_world(seed: int = DEFAULT_SEED) -> World:
         first_names.append(_word(rng, taken, (2, 2), ("", "a", "o", "in", "ia", "el"), max_len=8))
     for _ in range(N_LAST_NAMES):
         last_names.append(_word(rng, taken, (2, 2), ("son", "ov", "ski", "wick", "er", "ez", "ard"), max_len=10))
-    names: set[str] = set()
     vocab = {"employer": companies, "mother_tongue": languages}
-    while len(names) < N_PEOPLE:
-        names.add(f"{rng.choice(first_names)} {rng.choice(last_names)}")
-    people = sorted(names)  # sets iterate in hash order, which varies between runs
+    people = [f"{rng.choice(first_names)} {last}" for last in last_names]
     rng.shuffle(people)
     for name in people:
         facts = {"birthplace": rng.choice(cities)}
