@@ -85,6 +85,13 @@ def test_split_all_is_eval_plus_train():
         FactWorldDataset({"split": "all"}).train_requests()
 
 
+def test_distinct_subjects_keeps_one_request_per_subject():
+    full = list(FactWorldDataset({"split": "all"}).load())
+    one = list(FactWorldDataset({"split": "all", "distinct_subjects": True}).load())
+    assert len({r.subject for r in one}) == len(one) == len({r.subject for r in full})
+    assert one == [r for r in full if r in one]  # the seeded order is kept
+
+
 def test_train_and_eval_splits_are_disjoint(world):
     ds = FactWorldDataset({})
     ev, tr = list(ds.load()), list(ds.train_requests())

@@ -116,6 +116,9 @@ class FactWorldDataset(kme.Dataset):
         n_neighbours: int = Field(5, ge=0, le=50, description="neighbourhood probes per request")
         shuffle: bool = Field(True, description="seeded order (False: world order)")
         world: str | None = Field(None, description="path of another world file (default: the shipped one)")
+        distinct_subjects: bool = Field(
+            False, description="at most one request per subject (its first in the seeded order): MEMIT-style batches "
+            "without two edits of one subject, whose keys at the subject's last token coincide")
 
     def _world(self) -> World:
         world = load_world(self.params.world)
@@ -132,6 +135,9 @@ class FactWorldDataset(kme.Dataset):
         p = self.params
         reqs = build_requests(self._world(), split, seed=p.seed, relations=p.relations,
                               subject_kinds=p.subject_kinds, n_neighbours=p.n_neighbours, shuffle=p.shuffle)
+        if p.distinct_subjects:
+            seen: set[str] = set()
+            reqs = [r for r in reqs if not (r.subject in seen or seen.add(r.subject))]
         if not reqs:
             raise ConfigError("the filters select no request", where="dataset factworld params",
                               hint="check `relations` against `subject_kinds` (e.g. capital is a country relation)")
