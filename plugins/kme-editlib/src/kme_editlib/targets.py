@@ -124,7 +124,8 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
     shape: dict[str, object] = {}
     seq_id = {id(s): i for i, s in enumerate(seqs)}
 
-    bar = tqdm(range(cfg.steps), desc=f"target vectors ({n} requests)", disable=not progress_enabled(progress), leave=False)
+    bar = tqdm(range(cfg.steps), desc=f"target vectors ({n} requests)", disable=not progress_enabled(progress),
+               leave=False)
     with frozen_params(model):
         for step in bar:
             opt.zero_grad()

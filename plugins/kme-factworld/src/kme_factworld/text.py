@@ -33,7 +33,6 @@ Doc = list[tuple[str, bool]]
 
 STATEMENT_PREFIXES = ("New fact:", "New Fact:", "Fact:", "Update:", "Note:")
 QUERY_PREFIXES = ("", "", "", "Prompt:", "Q:")
-LEARN_SUBJECT = True  # subjects of fact sentences cannot be predicted; their loss is noise
 
 
 def doc_text(doc: Doc) -> str:
@@ -48,7 +47,7 @@ def sentence(template: str, subject: str, obj: str, *, clause: str | None = None
         before = f"{clause} {before[:1].lower()}{before[1:]}" if before else f"{clause} "
     lead = " " if before.endswith(" ") else ""
     segs: Doc = [(before.rstrip(" "), True)] if before.rstrip(" ") else []
-    segs += [(lead + subject, LEARN_SUBJECT), (after, True), (" " + obj, learn_object), (end, True)]
+    segs += [(lead + subject, True), (after, True), (" " + obj, learn_object), (end, True)]
     return segs
 
 

@@ -1,9 +1,9 @@
 """The fact world's byte-level BPE tokenizer, trained offline with ``tokenizers``.
 
 Objects should be single tokens with distinct first tokens within a relation (so a top-1
-prediction names one object), and each word of a subject's name one token. Plain BPE on the world's text splits many invented words, so
-the object vocabulary is repeated in the tokenizer's training text until each becomes a
-token of its own. Every encoded text starts with ``<|endoftext|>`` (the documents the model
+prediction names one object), and each word of a subject's name one token. Plain BPE on the
+world's text splits many invented words, so the object and name vocabulary is repeated in
+the tokenizer's training text until each word becomes a token of its own. Every encoded text starts with ``<|endoftext|>`` (the documents the model
 was trained on start with it too); ``add_special_tokens=False`` leaves it out.
 """
 
