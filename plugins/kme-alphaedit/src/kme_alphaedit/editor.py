@@ -99,10 +99,11 @@ class AlphaEditEditor(kme.Editor):
             return null_space_update(K, R, projectors[layer][0], grams[layer], p.L2)
 
         per_layer = insert_over_layers(model, handle, requests, layers, point, res.target(point), prefixes,
-                                       p.fact_token, solve=solve, spread=even_spread)
+                                       p.fact_token, solve=solve, spread=even_spread,
+                                       key_groups=p.key_groups(prefixes))
         # the keys this edit wrote, as AlphaEdit's K_p for later edits: read after the update
         # of every layer, as the papers' code accumulates them
-        final = average_keys(model, requests, layers, prefixes, p.fact_token)
+        final = average_keys(model, requests, layers, prefixes, p.fact_token, groups=p.key_groups(prefixes))
         for layer in layers:
             handle.state[f"{STATE_PREFIX}{layer}"] = final[layer].T.contiguous()
         handle.meta.update({

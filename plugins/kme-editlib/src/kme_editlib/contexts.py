@@ -19,7 +19,7 @@ from kme_editlib.hooks import run_unpadded
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
 
-__all__ = ["context_prefixes", "STARTERS"]
+__all__ = ["context_prefixes", "context_kinds", "STARTERS"]
 
 STARTERS = ("The", "Therefore", "Because", "I", "You")
 _CACHE: dict[tuple, list[str]] = {}
@@ -64,3 +64,9 @@ def context_prefixes(model: "EditedModel", spec: list[tuple[int, int]] | list[li
         model.model.train(was_training)
     _CACHE[key] = out
     return list(out)
+
+
+def context_kinds(spec: list[tuple[int, int]] | list[list[int]]) -> list[int]:
+    """Sizes of the kinds of context :func:`context_prefixes` returns for ``spec``, in order:
+    the bare prompt, then one group per ``(length, count)`` pair with ``count > 0``."""
+    return [1] + [int(count) for _length, count in spec if int(count) > 0]

@@ -3,6 +3,12 @@
 ROME's ``k*`` (and MEMIT's ``k_i``) is the MLP key at the subject's last token averaged over
 the prompt preceded by each random prefix (ROME Eq. 3); MEMIT's current ``h_i^L`` and PMET's
 current module outputs are read on the bare prompt.
+
+How the average is taken is a convention (``key_average``): ROME's released code averages
+flat over the bare prompt and every prefix; MEMIT's released code (and PMET's and
+AlphaEdit's, built on it) averages within each *kind* of context -- the bare prompt, then
+each ``(length, count)`` group of prefixes -- and then over the kinds, so the bare prompt
+weighs as much as all prefixes of one length together. Pass the kinds' sizes as ``groups``.
 """
 
 from __future__ import annotations
@@ -63,17 +69,24 @@ def _read(model: "EditedModel", seqs: list[list[int]], idxs: list[int], taps: li
 
 
 def average_keys(model: "EditedModel", requests: list["EditRequest"], layers: list[int], prefixes: list[str],
-                 fact_token: FactToken = "subject_last", batch_size: int = 128) -> dict[int, torch.Tensor]:
-    """``{layer: [n_requests, d_ff]}``: each request's MLP key averaged over ``prefixes``."""
+                 fact_token: FactToken = "subject_last", batch_size: int = 128,
+                 groups: list[int] | None = None) -> dict[int, torch.Tensor]:
+    """``{layer: [n_requests, d_ff]}``: each request's MLP key averaged over ``prefixes``:
+    flat when ``groups`` is None, else the mean of the per-group means, ``groups`` being the
+    sizes of consecutive runs of ``prefixes`` (one per kind of context)."""
+    if groups is not None and (sum(groups) != len(prefixes) or any(g < 1 for g in groups)):
+        raise ValueError(f"context groups {groups} do not partition {len(prefixes)} prefixes")
     seqs, idxs, owners = _sequences(model, requests, prefixes, fact_token)
     taps = [(layer, "mlp_out", "in") for layer in layers]
     got = _read(model, seqs, idxs, taps, batch_size)
-    own = torch.tensor(owners)
+    n_ctx = len(prefixes)
     out = {}
     for layer in layers:
-        k = got[(layer, "mlp_out", "in")]
-        s = torch.zeros(len(requests), k.shape[1]).index_add_(0, own, k)
-        out[layer] = s / torch.bincount(own, minlength=len(requests))[:, None].float()
+        k = got[(layer, "mlp_out", "in")].view(len(requests), n_ctx, -1)  # owners are request-major
+        if groups is None:
+            out[layer] = k.mean(1)
+        else:
+            out[layer] = torch.stack([part.mean(1) for part in k.split(groups, dim=1)], 1).mean(1)
     return out
 
 

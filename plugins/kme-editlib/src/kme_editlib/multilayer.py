@@ -41,13 +41,16 @@ def sqrt_spread(remaining: int) -> float:
 def insert_over_layers(model: "EditedModel", handle: "EditHandle", requests: list["EditRequest"], layers: list[int],
                        point: tuple[int, str], targets: torch.Tensor, key_prefixes: list[str],
                        fact_token: FactToken, solve: Solver,
-                       spread: Callable[[int], float] = even_spread) -> list[dict]:
+                       spread: Callable[[int], float] = even_spread,
+                       key_groups: list[int] | None = None) -> list[dict]:
     """Update the MLP output projection of each of ``layers`` (ascending) through ``handle``;
-    ``solve(layer, K [d_ff, n], R [d, n]) -> Δ [d, d_ff]``. Returns per-layer diagnostics."""
+    ``solve(layer, K [d_ff, n], R [d, n]) -> Δ [d, d_ff]``; ``key_groups``: how keys are
+    averaged over ``key_prefixes`` (see :func:`kme_editlib.keys.average_keys`). Returns
+    per-layer diagnostics."""
     info = []
     for i, layer in enumerate(layers):
         t0 = time.perf_counter()
-        keys = average_keys(model, requests, [layer], key_prefixes, fact_token)[layer]
+        keys = average_keys(model, requests, [layer], key_prefixes, fact_token, groups=key_groups)[layer]
         current = point_values(model, requests, [point], fact_token)[point]
         resid = (targets.cpu() - current) * spread(len(layers) - i)
         t1 = time.perf_counter()

@@ -47,6 +47,12 @@ class TargetParams(kme.Params):
     clamp_norm_factor: float = Field(4.0, gt=0, description="‖δ‖ is clamped to this × ‖v‖")
     kl_factor: float = Field(0.0625, ge=0, description="weight of the KL term on the kl_prompt")
     kl_prompt: str = Field("{} is a", description="essence prompt with a '{}' subject slot")
+    kl_position: Literal["subject", "last"] = Field(
+        "subject", description="token of the KL prompt the KL term reads: the fact token (subject's last; the "
+        "released code) or the prompt's last token (the paper's text)")
+    key_average: Literal["by_context_kind", "flat"] = Field(
+        "by_context_kind", description="keys averaged within each kind of context (bare prompt, each prefix "
+        "length) and then over kinds (MEMIT's released code), or flat over every context")
     early_stop_loss: float = Field(0.05, ge=0, description="a request stops once its loss is below this")
     fact_token: Literal["subject_last", "subject_first", "last"] = "subject_last"
     context_template_length_params: list[tuple[int, int]] = Field(
@@ -68,9 +74,18 @@ class TargetParams(kme.Params):
         return TargetConfig(steps=self.v_num_grad_steps, lr=self.v_lr, weight_decay=self.v_weight_decay,
                             clamp_norm_factor=self.clamp_norm_factor, kl_factor=self.kl_factor,
                             early_stop_loss=self.early_stop_loss, kl_prompt=self.kl_prompt,
-                            fact_token=self.fact_token, chunk_size=self.chunk_size)
+                            kl_position=self.kl_position, fact_token=self.fact_token, chunk_size=self.chunk_size)
 
     def prefixes(self, model: "EditedModel") -> list[str]:
         from kme_editlib.contexts import context_prefixes
 
         return context_prefixes(model, self.context_template_length_params, seed=self.seed)
+
+    def key_groups(self, prefixes: list[str]) -> list[int] | None:
+        """How :func:`kme_editlib.keys.average_keys` groups ``prefixes`` (None: flat)."""
+        if self.key_average == "flat" or len(prefixes) <= 1:
+            return None
+        from kme_editlib.contexts import context_kinds
+
+        groups = context_kinds(self.context_template_length_params)
+        return groups if sum(groups) == len(prefixes) else None

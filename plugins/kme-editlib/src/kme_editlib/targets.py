@@ -5,7 +5,11 @@ For every request a vector ``δ_i`` is added at the request's fact token to the 
 or more modules (the injection *points*); ``δ_i`` minimises (ROME Eq. 4, MEMIT Eq. 16)
 
     mean_j  -log P(o*_i | x_j ⊕ p_i)                        (x_j: random prefixes, p_i: prompt)
-  + kl_factor · KL(P_δ(· | "{s_i} is a") ‖ P(· | "{s_i} is a"))   (keeps the subject's essence)
+  + kl_factor · KL(P_δ(· | "{s_i} is a") ‖ P(· | "{s_i} is a"))   (keeps the subject's essence;
+                                                            read at the subject's last token of
+                                                            the KL prompt as the released code
+                                                            does, or at its last token, the
+                                                            paper's text: ``kl_position``)
   + weight_decay · ‖δ_i‖ / ‖v_i‖²                            (v_i: the point's value on p_i)
 
 with Adam, ``‖δ_i‖`` clamped to ``clamp_norm_factor · ‖v_i‖`` after every step, and request
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -33,9 +37,10 @@ from kme_editlib.tokens import FactToken, Sequence_, encode, lookup_index, pad, 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditRequest
 
-__all__ = ["TargetConfig", "TargetResult", "optimise_targets", "Point"]
+__all__ = ["TargetConfig", "TargetResult", "optimise_targets", "Point", "KLPosition"]
 
 Point = tuple[int, str]
+KLPosition = Literal["subject", "last"]
 
 
 @dataclass
@@ -49,6 +54,7 @@ class TargetConfig:
     kl_factor: float = 0.0625
     early_stop_loss: float = 0.05
     kl_prompt: str = "{} is a"
+    kl_position: KLPosition = "subject"
     fact_token: FactToken = "subject_last"
     chunk_size: int = 256
     replay_lower_layers: bool = True
@@ -77,6 +83,8 @@ def build_sequences(model: "EditedModel", requests: list["EditRequest"], prefixe
     KL sequence per request."""
     if not prefixes or prefixes[0] != "":
         raise KmeError("context prefixes must start with the bare prompt ''")
+    if cfg.kl_position not in ("subject", "last"):
+        raise KmeError(f"unknown kl_position {cfg.kl_position!r}", hint="use subject or last")
     if cfg.kl_factor > 0 and cfg.kl_prompt.count("{}") != 1:
         raise KmeError(f"kl_prompt {cfg.kl_prompt!r} must contain exactly one '{{}}' subject slot")
     seqs: list[Sequence_] = []
@@ -93,7 +101,8 @@ def build_sequences(model: "EditedModel", requests: list["EditRequest"], prefixe
             kl_text = cfg.kl_prompt.format(r.subject)
             kid = encode(model, kl_text)
             idx = lookup_index(model, kl_text, r.subject, cfg.fact_token, subject_start=cfg.kl_prompt.index("{}"))
-            seqs.append(Sequence_(kid, idx, i, "kl", (len(kid) - 1,)))
+            at = idx if cfg.kl_position == "subject" else len(kid) - 1
+            seqs.append(Sequence_(kid, idx, i, "kl", (at,)))
     return seqs
 
 

@@ -56,7 +56,8 @@ class PMETEditor(kme.Editor):
         handle = model.new_handle(self, requests)
         per_layer = insert_over_layers(
             model, handle, requests, layers, ffn, res.target(ffn), prefixes, p.fact_token,
-            solve=lambda layer, K, R: mass_update(K, R, covs[layer], lam), spread=sqrt_spread)
+            solve=lambda layer, K, R: mass_update(K, R, covs[layer], lam), spread=sqrt_spread,
+            key_groups=p.key_groups(prefixes))
         handle.meta.update({
             "layers": layers, "layer_source": source, "mom2_update_weight": lam,
             "mom2_update_weight_source": lam_source, "stats_seconds": t1 - t0, "z_seconds": t2 - t1,

@@ -37,9 +37,12 @@ class ROMEParams(TargetParams, StatsParams):
     layer: int | None = Field(None, description="MLP layer to edit (default: locator, published value, or rule)")
     key_contexts: Literal["prefixes", "bare"] = Field(
         "prefixes", description="average k* over the random prefixes (paper) or use the bare prompt")
-    insert_at: Literal["average", "bare"] = Field(
-        "average", description="the constraint Ŵk = v* holds at the averaged key k* (paper Eq. 2) or at the bare "
-        "prompt's key, with the update direction still C⁻¹k* (the authors' released code)")
+    insert_at: Literal["bare", "average"] = Field(
+        "bare", description="the constraint Ŵk = v* holds at the bare prompt's key with the update direction "
+        "C⁻¹k* (the released code), or at the averaged key k* itself (the paper's Eq. 2)")
+    key_average: Literal["by_context_kind", "flat"] = Field(
+        "flat", description="k* averaged flat over the bare prompt and every prefix (ROME's released code), or "
+        "within each kind of context and then over kinds (MEMIT's released code)")
 
 
 class ROMEEditor(kme.Editor):
@@ -81,7 +84,8 @@ def rome_update(model: "EditedModel", handle: "EditHandle", request: "EditReques
 
     t0 = time.perf_counter()
     key_prefixes = prefixes if p.key_contexts == "prefixes" else [""]
-    k_star = average_keys(model, [request], [layer], key_prefixes, p.fact_token)[layer][0]
+    k_star = average_keys(model, [request], [layer], key_prefixes, p.fact_token,
+                          groups=p.key_groups(key_prefixes))[layer][0]
     t1 = time.perf_counter()
     point = (layer, "mlp_out")
     res = optimise_targets(model, [request], [point], prefixes, p.target_config())
