@@ -57,7 +57,14 @@ def test_summary_json_is_the_documented_public_format(kme_cli, tmp_path, model_d
     assert {"value", "baseline", "scoring"} <= set(m)
     assert (m["value"], m["baseline"], m["scoring"], m["n"]) == (2.0, 1.0, "bookkeeping", 5)
     assert s["config"]["dataset"] == {"name": "toy", "limit": 5}
-    assert s["config"]["editors"][0] == {"name": "toy_shift", "params": {"scale": 0.5}}
+    assert s["config"]["editors"][0] == {"name": "toy_shift", "params": {"scale": 0.5}, "preset": "auto"}
+    # every component's full params, each with its source
+    res = s["config"]["resolved"]
+    assert res["editors"][0]["params"]["scale"] == 0.5 and res["editors"][0]["sources"]["scale"] == "params"
+    assert res["editors"][0]["preset"] is None
+    assert res["dataset"]["sources"]["limit"] == "params"
+    assert all(set(m["sources"]) == set(m["params"]) for m in res["metrics"])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved"] == res
     assert s["config"]["protocol"]["mode"] == "batch"
     assert "kme" in s["versions"] and "torch" in s["versions"]
     assert {"total_s", "edit_s", "eval_s", "baseline_s", "load_model_s"} <= set(s["timings"])

@@ -27,6 +27,7 @@ from kme.errors import KmeError  # noqa: E402
 from kme.evaluation import EvalContext  # noqa: E402
 from kme.models import ModelAlias, ModelLayout, ModelSpec, load_model  # noqa: E402
 from kme.plugins import build_plugin_manager  # noqa: E402
+from kme.presets import ModelIdentity, ModelMatch, Preset, TextCorpus  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "EditRecord", "EditRequest", "Location", "MemoryHit", "MetricValue", "PortabilityQuestion", "Probe",
     "RunSummary", "EditedModel", "EditHandle", "TargetScore", "join_target", "KmeError", "EvalContext",
     "ModelAlias", "ModelLayout", "ModelSpec", "load_model", "build_plugin_manager", "load",
+    "ModelIdentity", "ModelMatch", "Preset", "TextCorpus",
 ]
 
 

@@ -101,11 +101,13 @@ def make_cli(pm: KmePluginManager) -> click.Group:
     @click.option("--subject", required=True)
     @click.option("--target", required=True, help="New object o*.")
     @click.option("--target-true", default=None, help="Old object o, if known.")
+    @click.option("--preset", default="auto", show_default=True,
+                  help="auto (the preset for this model), none, or a preset name (`kme presets`).")
     @click.option("--save-patch", type=click.Path(file_okay=False), help="Write the edit as a patch folder.")
     @click.option("--save-model", type=click.Path(file_okay=False), help="Write the edited weights (save_pretrained).")
     @click.pass_context
     def edit(ctx: click.Context, model: str, editor_name: str, params: tuple[str, ...], prompt: str,
-             subject: str, target: str, target_true: str | None, save_patch: str | None,
+             subject: str, target: str, target_true: str | None, preset: str, save_patch: str | None,
              save_model: str | None) -> None:
         """Edit one fact of MODEL (alias, path or hub id) and save the result."""
         from pydantic import ValidationError
@@ -116,12 +118,17 @@ def make_cli(pm: KmePluginManager) -> click.Group:
 
         pm = _pm(ctx)
         cls = pm.editors.get(editor_name, where="--editor")
-        editor = cls(cls.parse_params(_parse_params(params), where="--param"))
+        explicit = _parse_params(params)
+        cls.parse_params(explicit, where="--param")
         try:
             req = EditRequest(case_id=0, prompt=prompt, subject=subject, target_new=target, target_true=target_true)
         except ValidationError as e:
             raise ConfigError(format_validation_error(e), where="edit request") from None
         m = load_model(model, pm)
+        editor = m.make_editor(editor_name, explicit, preset=preset, where="--param")
+        editor.check_model(m)
+        if editor.resolution is not None and editor.resolution.preset:
+            click.echo(f"preset {editor.resolution.preset} ({editor.resolution.preset_plugin})")
         before = m.generate([req.text], max_new_tokens=5)[0]
         m.edit(editor, [req])
         after = m.generate([req.text], max_new_tokens=5)[0]
@@ -132,6 +139,49 @@ def make_cli(pm: KmePluginManager) -> click.Group:
         if save_model:
             m.save_pretrained(save_model)
             click.echo(f"edited model written to {save_model}")
+
+    @cli.command("presets")
+    @click.argument("editor", required=False)
+    @click.option("--model", "model_name", default=None,
+                  help="Show the preset that applies to this model (alias or local directory; only its config is read).")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.pass_context
+    def presets_cmd(ctx: click.Context, editor: str | None, model_name: str | None, as_json: bool) -> None:
+        """List presets (recommended editor params per model), or the one that applies to --model."""
+        from kme.presets import find_preset
+
+        pm = _pm(ctx)
+        if editor is not None:
+            pm.editors.get(editor, where="EDITOR")
+        rows = [p for _, p in pm.presets.items() if editor is None or p.editor == editor]
+        chosen: dict[str, Any] = {}
+        if model_name is not None:
+            ident = _identity(pm, model_name)
+            names = [editor] if editor else sorted({p.editor for p in rows})
+            for ed in names:
+                p = find_preset(pm, ed, ident, "auto", where="--model")
+                chosen[ed] = p.name if p else None
+            rows = [p for p in rows if p.name in chosen.values()]
+        if as_json:
+            click.echo(json.dumps({"model": model_name, "applies": chosen or None, "presets": [
+                {**p.model_dump(mode="json"), "plugin": pm.presets.owner(p.name)} for p in rows]}, indent=2))
+            return
+        if model_name is not None:
+            click.echo(f"model {model_name}: {ident.describe()}")
+            for ed, name in chosen.items():
+                if name is None:
+                    click.echo(f"  {ed}: no preset (code defaults)")
+        if not rows and model_name is None:
+            click.echo("no presets installed" + (f" for editor {editor!r}" if editor else ""))
+        for p in rows:
+            click.echo(f"{p.name}  [{pm.presets.owner(p.name)}]  editor {p.editor}, model {p.model.describe()}")
+            if p.description:
+                click.echo(f"  {p.description}")
+            for k, v in p.params.items():
+                why = f"  # {p.notes[k]}" if k in p.notes else ""
+                click.echo(f"    {k}: {json.dumps(v)}{why}")
+            if p.reference:
+                click.echo(f"  reference: {p.reference}")
 
     @cli.group()
     def patch() -> None:
@@ -168,6 +218,26 @@ def make_cli(pm: KmePluginManager) -> click.Group:
         click.echo(f"applied {len(hs)} edit(s); patched model written to {save_model}")
 
     return cli
+
+
+def _identity(pm: KmePluginManager, name: str) -> Any:
+    """A model's identity from its alias and config alone (no weights are loaded)."""
+    from pathlib import Path
+
+    from kme.errors import ModelLoadError
+    from kme.models.loading import resolve_model_path
+    from kme.presets import model_identity_from_config
+
+    target = resolve_model_path(name, pm)
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(Path(target).expanduser()) if Path(target).expanduser().exists()
+                                            else target)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"could not read the config of model {name!r}: {str(e).splitlines()[0]}",
+                             where="--model", hint="pass an alias or a local model directory") from None
+    return model_identity_from_config(config, alias=name if name in pm.aliases else None)
 
 
 def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:

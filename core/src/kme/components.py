@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kme.data import EditRequest, Location, MemoryHit
     from kme.edited import EditedModel, EditHandle
     from kme.evaluation import EvalContext
+    from kme.presets import ResolvedParams
 
 __all__ = ["Params", "Capabilities", "Component", "Editor", "Locator", "Dataset", "Metric"]
 
@@ -84,12 +85,19 @@ class Editor(Component):
 
     kind_label: ClassVar[str] = "editor"
     capabilities: ClassVar[Capabilities] = Capabilities()
+    resolution: "ResolvedParams | None" = None
+    """Set when the editor was configured for a model (presets): each param's source."""
 
     def apply(
         self, model: "EditedModel", requests: list["EditRequest"], location: "Location | None" = None
     ) -> "EditHandle":
         """Apply ``requests``; create the handle with ``model.new_handle(self, requests)``."""
         raise NotImplementedError(f"editor {self.name!r} does not implement apply()")
+
+    def check_model(self, model: "EditedModel") -> None:
+        """Raise :class:`kme.errors.ConfigError` (``where`` naming the param) if these params
+        cannot work on ``model``: a layer it lacks, a corpus it has none of, ... The runner
+        calls it once after the model loads, so a bad setting stops the run before any edit."""
 
     def lookup(self, model: "EditedModel", handle: "EditHandle", prompts: list[str]) -> list["MemoryHit"]:
         """Memory editors: the stored items of ``handle`` relevant to ``prompts``."""

@@ -164,6 +164,10 @@ class EditRecord(_Model):
     timings: dict[str, float] = Field(default_factory=dict)
     location: dict[str, Any] | None = None
     error: str | None = None
+    decisions: list[dict[str, Any]] = Field(default_factory=list)
+    """Per editor, in pipeline order: what it decided for this request's batch (its handle's
+    ``meta``: layers and why, λ, statistics corpus and cache file, ...) and, under
+    ``request``, for this request (steps taken, final loss, ...)."""
 
 
 class MemoryHit(_Model):

@@ -27,6 +27,7 @@ from kme.models.layouts import ModelLayout
 if TYPE_CHECKING:  # pragma: no cover
     from kme.components import Editor
     from kme.plugins import KmePluginManager
+    from kme.presets import ModelIdentity
 
 __all__ = ["EditedModel", "EditHandle", "TargetScore", "join_target"]
 
@@ -209,12 +210,34 @@ class EditedModel:
                 p.add_(d)
                 handle.deltas[name] = d.to("cpu", copy=True)
 
+    @property
+    def identity(self) -> "ModelIdentity":
+        """What presets and corpora match against: alias, weights fingerprint, config shape."""
+        from kme.presets import identity_of
+
+        return identity_of(self)
+
+    def make_editor(self, name: str, params: dict[str, Any] | None = None, *, preset: str = "auto",
+                    where: str | None = None) -> "Editor":
+        """The registered editor ``name`` configured for this model: explicit ``params`` >
+        the preset that matches this model (``preset``: ``auto``, ``none`` or a preset's
+        name) > the editor's defaults. ``editor.resolution`` says where each param came from."""
+        from kme.presets import resolve_params
+
+        cls = self.pm.editors.get(name, where=where)
+        resolved = resolve_params(self.pm, cls, params, self.identity, preset, where)
+        editor = cls(resolved.params)
+        editor.resolution = resolved
+        return editor
+
     def edit(self, editor: "Editor | str", requests: Sequence[EditRequest],
-             params: dict[str, Any] | None = None, location: Location | None = None) -> EditHandle:
-        """Apply ``requests`` with ``editor`` (an instance, or a registered name plus params)
-        through the ``kme_edit`` hook, and push the handle on the stack."""
+             params: dict[str, Any] | None = None, location: Location | None = None, *,
+             preset: str = "auto") -> EditHandle:
+        """Apply ``requests`` with ``editor`` through the ``kme_edit`` hook, and push the
+        handle on the stack. ``editor`` is an instance (used as configured) or a registered
+        name, configured by :meth:`make_editor` from ``params`` and ``preset``."""
         if isinstance(editor, str):
-            editor = self.pm.editors.get(editor)(params)
+            editor = self.make_editor(editor, params, preset=preset)
         if not requests:
             raise KmeError(f"editor {editor.name!r} was given no requests")
         self._pending = []

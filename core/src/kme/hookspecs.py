@@ -117,6 +117,40 @@ def kme_register_model_aliases(register: "Register") -> None:
 
 
 @hookspec
+def kme_register_presets(register: "Register") -> None:
+    """Register recommended editor params for particular models (presets).
+
+    :param register: call ``register(kme.Preset(name=..., editor=..., model=kme.ModelMatch(...),
+        params={...}, reference=...))``. ``name`` must be unique across plugins; ``editor``
+        is a registered editor's name (it may belong to another plugin: a model plugin ships
+        presets for the editors it was tuned with); ``model`` matches by alias, weights
+        fingerprint or config shape.
+    :returns: nothing.
+
+    Called once per plugin manager after loading, after the editors are registered.
+    Not firstresult. Presets are applied when an editor is built for a loaded model (``kme run``,
+    ``EditedModel.edit("name")``, ``kme edit``): explicit params > the most specific
+    matching preset > the editor's code defaults; the run folder records the source of
+    every param. A preset whose params the editor refuses is reported when it is used.
+    """
+
+
+@hookspec
+def kme_register_corpora(register: "Register") -> None:
+    """Register named text corpora (key statistics read them: ``stats_corpus: NAME``).
+
+    :param register: call ``register(kme.TextCorpus(name=..., records=callable, size=...,
+        models=[kme.ModelMatch(...)]))``. ``records()`` returns a fresh iterator of text
+        records; ``models`` names the models this corpus is the default for, so that
+        ``stats_corpus: auto`` resolves to it on those models (and is an error elsewhere).
+    :returns: nothing.
+
+    Called once per plugin manager after loading. Not firstresult. Keep reading the text
+    inside ``records`` (lazy), not in the hook.
+    """
+
+
+@hookspec
 def kme_register_commands(cli: "click.Group") -> None:
     """Add sub-commands to the ``kme`` command line.
 

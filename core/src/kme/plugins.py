@@ -77,6 +77,10 @@ class KmePluginManager(pluggy.PluginManager):
         self.layouts: Registry[ModelLayout] = Registry(
             "model layout", ModelLayout, instances=True, key=lambda x: x.model_type)
         self.aliases: Registry[ModelAlias] = Registry("model alias", ModelAlias, instances=True)
+        from kme.presets import Preset, TextCorpus
+
+        self.presets: Registry[Preset] = Registry("preset", Preset, instances=True)
+        self.corpora: Registry[TextCorpus] = Registry("corpus", TextCorpus, instances=True)
         self.failures: list[PluginFailure] = []
         self.infos: dict[str, PluginInfo] = {}
         self._collected = False
@@ -137,6 +141,8 @@ class KmePluginManager(pluggy.PluginManager):
             ("kme_register_locators", self.locators),
             ("kme_register_datasets", self.datasets),
             ("kme_register_metrics", self.metrics),
+            ("kme_register_presets", self.presets),
+            ("kme_register_corpora", self.corpora),
         ):
             for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
                 pname = self.get_name(impl.plugin) or repr(impl.plugin)
@@ -156,7 +162,8 @@ class KmePluginManager(pluggy.PluginManager):
         out: dict[str, list[str]] = {}
         for label, reg in (("editors", self.editors), ("locators", self.locators),
                            ("datasets", self.datasets), ("metrics", self.metrics),
-                           ("model_layouts", self.layouts), ("model_aliases", self.aliases)):
+                           ("model_layouts", self.layouts), ("model_aliases", self.aliases),
+                           ("presets", self.presets), ("corpora", self.corpora)):
             names = [n for n in reg if reg.owner(n) == plugin_name]
             if names:
                 out[label] = names

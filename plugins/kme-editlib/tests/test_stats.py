@@ -49,8 +49,8 @@ def test_interrupted_computation_resumes(tmp_path, corpus_file, monkeypatch):
     class Stop(Exception):
         pass
 
-    def interrupted(spec):  # the same corpus, but the process dies after 13 records
-        src = real(spec)
+    def interrupted(spec, model):  # the same corpus, but the process dies after 13 records
+        src = real(spec, model)
 
         def records():
             for i, t in enumerate(src.records()):
@@ -58,7 +58,7 @@ def test_interrupted_computation_resumes(tmp_path, corpus_file, monkeypatch):
                     raise Stop
                 yield t
 
-        return Corpus(id=src.id, records=records)
+        return Corpus(id=src.id, records=records, size=src.count(10**9))
 
     monkeypatch.setattr(S, "resolve_corpus", interrupted)
     with pytest.raises(Stop):

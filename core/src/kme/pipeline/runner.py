@@ -148,24 +148,70 @@ def run_pipeline(spec: PipelineSpec, pm: "KmePluginManager", *, out_dir: str | P
             raise ConfigError(f"run folder {str(run_path)!r} already holds a run",
                               hint="pass --resume to continue it, or --out DIR to write a new run elsewhere")
         saved = json.loads(rd.config.read_text())
-        diff = sorted(k for k in set(saved) | set(config) if k != "output" and saved.get(k) != config.get(k))
+        diff = sorted(k for k in set(saved) | set(config)
+                      if k not in ("output", "resolved") and saved.get(k) != config.get(k))
         if diff:
             raise ConfigError(f"cannot resume: the pipeline differs from the run in {str(run_path)!r} "
                               f"in {', '.join(diff)}", hint="resume with the same pipeline, or use a new --out")
     elif resume and run_path.exists() and any(run_path.iterdir()):
         raise ConfigError(f"nothing to resume in {str(run_path)!r}: it holds no config.json")
     run_path.mkdir(parents=True, exist_ok=True)
-    rd.config.write_text(json.dumps(config, indent=2))
+    prev = json.loads(rd.config.read_text()).get("resolved") if rd.holds_run() else None
+    rd.config.write_text(json.dumps({**config, "resolved": prev} if prev else config, indent=2))
     configure_logging(rd.log, verbose=verbose)
     try:
         with progress_scope(progress):
-            return _run(spec, pm, comps, rd, config, resume, progress)
+            return _run(spec, pm, comps, rd, config, resume, progress, source)
     finally:
         close_logging()
 
 
+def _resolve(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], model: "EditedModel",
+             rd: RunDir, source: str) -> tuple[list["Editor"], dict[str, Any]]:
+    """Configure each editor for the loaded model (explicit params > preset > defaults) and
+    record every component's full params with the source of each in ``config.json``."""
+    editors = []
+    ident = model.identity
+    rec_editors = []
+    for i, ref in enumerate(spec.editors):
+        where = f"{source}: editors[{i}]"
+        ed = model.make_editor(ref.name, ref.params, preset=ref.preset, where=where)
+        try:
+            ed.check_model(model)
+        except KmeError as e:
+            raise type(e)(e.message, hint=e.hint, where=f"{where}.params" + (f".{e.where}" if e.where else "")) \
+                from None
+        editors.append(ed)
+        assert ed.resolution is not None
+        rec_editors.append({"name": ref.name, "plugin": pm.editors.owner(ref.name), **ed.resolution.record()})
+        log.info("editor.configured", editor=ref.name, preset=ed.resolution.preset,
+                 from_preset=sorted(k for k, v in ed.resolution.sources.items() if v.startswith("preset:")))
+
+    def plain(comp: Any, explicit: dict[str, Any]) -> dict[str, Any]:
+        values = comp.params.model_dump(mode="json")
+        return {"name": comp.name, "params": values,
+                "sources": {k: "params" if k in explicit else "default" for k in values}}
+
+    resolved = {
+        "model": {**ident.model_dump(), "source": spec.model.name},
+        "editors": rec_editors,
+        "locator": plain(comps["locator"], spec.locator.params) if comps["locator"] is not None and spec.locator
+        else None,
+        "metrics": [plain(m, ref.params) for m, ref in zip(comps["metrics"], spec.metrics)],
+        "dataset": plain(comps["dataset"], spec.dataset.options),
+    }
+    saved = json.loads(rd.config.read_text()) if rd.config.exists() else {}
+    if saved.get("resolved") is not None and saved["resolved"] != json.loads(json.dumps(resolved)):
+        raise ConfigError(f"cannot resume {str(rd.path)!r}: the resolved params differ from the ones the run "
+                          "started with (a preset, plugin default or the model changed)",
+                          where=str(rd.config), hint="finish it with the same plugins, or start a new --out")
+    saved.update({"resolved": resolved})
+    rd.config.write_text(json.dumps(saved, indent=2, default=str))
+    return editors, resolved
+
+
 def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: RunDir,
-         config: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
+         config: dict[str, Any], resume: bool, progress: bool, source: str = "<pipeline>") -> dict[str, Any]:
     from kme.models.loading import load_model
 
     t_start = time.perf_counter()
@@ -177,6 +223,7 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
     t0 = time.perf_counter()
     model = load_model(spec.model, pm)
     timings["load_model_s"] = time.perf_counter() - t0
+    comps["editors"], config["resolved"] = _resolve(spec, pm, comps, model, rd, source)
 
     t0 = time.perf_counter()
     requests: list[EditRequest] = list(comps["dataset"].load())
@@ -233,6 +280,7 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
             location = pm.hook.kme_locate(model=model, locator=locator, requests=batch)
         timing: dict[str, float] = {}
         made = []
+        decided.clear()
         for ed in editors:
             t = time.perf_counter()
             try:
@@ -243,6 +291,7 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
                 failures.append({"batch": b, "editor": ed.name, "error": e.message})
                 return timing, location.model_dump() if location else None, e.message
             made.append(h)
+            decided.append(h)
             timing[f"{ed.name}_s"] = time.perf_counter() - t
             for k in ("peak_rss_mb", "cuda_peak_mb"):
                 if k in h.meta:
@@ -250,11 +299,14 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
         edit_s += sum(v for k, v in timing.items() if k.endswith("_s"))
         return timing, location.model_dump() if location else None, None
 
+    decided: list[Any] = []  # the handles of the batch being recorded
+
     def records(b: int, batch: list[EditRequest], values: dict[str, list[float | None]],
                 timing: dict[str, float], location: dict | None, error: str | None) -> list[dict[str, Any]]:
         return [EditRecord(case_id=r.case_id, batch=b, editors=[e.name for e in editors],
                            metrics={m: values[m][i] for m in values} if values else {},
                            baseline=base_of[str(r.case_id)], timings=timing, location=location,
+                           decisions=[_decisions(h, i) for h in decided] if error is None else [],
                            error=error).model_dump(mode="json") for i, r in enumerate(batch)]
 
     checkpoint_rows = RunDir.read_jsonl(rd.checkpoints)
@@ -324,6 +376,17 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
     log.info("run.end", run_dir=str(rd.path), seconds=round(timings["total_s"], 2))
     pm.hook.kme_run_end(summary=summary, run_dir=str(rd.path))
     return summary
+
+
+def _decisions(handle: Any, i: int) -> dict[str, Any]:
+    """What an editor decided for request ``i`` of its batch: the handle's ``meta`` (layers
+    and why, λ, statistics, timings...) with ``meta["per_request"][i]`` as ``request``."""
+    meta = {k: v for k, v in handle.meta.items() if k != "per_request"}
+    per = handle.meta.get("per_request")
+    out: dict[str, Any] = {"editor": handle.editor_name, **meta}
+    if isinstance(per, list) and len(per) == len(handle.requests):
+        out["request"] = per[i]
+    return json.loads(json.dumps(out, default=lambda x: x.tolist() if hasattr(x, "tolist") else str(x)))
 
 
 def kme_location(location: dict | None) -> "Location | None":

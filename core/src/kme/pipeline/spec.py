@@ -17,7 +17,7 @@ from kme.models.loading import ModelSpec
 if TYPE_CHECKING:  # pragma: no cover
     from kme.plugins import KmePluginManager
 
-__all__ = ["ComponentRef", "DatasetRef", "ProtocolSpec", "PipelineSpec", "load_pipeline",
+__all__ = ["ComponentRef", "EditorRef", "DatasetRef", "ProtocolSpec", "PipelineSpec", "load_pipeline",
            "parse_pipeline", "validate_components"]
 
 
@@ -35,6 +35,13 @@ class ComponentRef(_Strict):
     @classmethod
     def _from_string(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+
+class EditorRef(ComponentRef):
+    """``{name, params, preset}``: ``preset`` is ``auto`` (the preset registered for the
+    model, if any), ``none`` (code defaults), or a preset's name (``kme presets``)."""
+
+    preset: str = "auto"
 
 
 class DatasetRef(BaseModel):
@@ -96,7 +103,7 @@ class PipelineSpec(_Strict):
 
     model: ModelSpec
     dataset: DatasetRef
-    editors: list[ComponentRef] = Field(default_factory=list)
+    editors: list[EditorRef] = Field(default_factory=list)
     locator: ComponentRef | None = None
     metrics: list[ComponentRef] = Field(min_length=1)
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
@@ -147,6 +154,10 @@ def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str 
     for i, ref in enumerate(spec.editors):
         cls = pm.editors.get(ref.name, where=f"{source}: editors[{i}].name")
         out["editors"].append(cls(cls.parse_params(ref.params, where=f"{source}: editors[{i}].params")))
+        if ref.preset not in ("auto", "none"):
+            from kme.presets import find_preset
+
+            find_preset(pm, ref.name, None, ref.preset, where=f"{source}: editors[{i}].preset")  # type: ignore[arg-type]
         if spec.protocol.batch_size > 1 and not cls.capabilities.batch:
             raise ConfigError(f"editor {ref.name!r} cannot edit a batch of {spec.protocol.batch_size}",
                               where=f"{source}: protocol.batch_size", hint="use batch_size: 1")

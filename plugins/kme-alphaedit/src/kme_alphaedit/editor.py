@@ -21,6 +21,7 @@ from pydantic import Field
 
 import kme
 from kme.errors import EditFailedError
+from kme_editlib.defaults import param_source
 from kme_memit.editor import MultiLayerParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,6 +73,9 @@ class AlphaEditEditor(kme.Editor):
                 gram = k @ k.T if gram is None else gram + k @ k.T
         return gram
 
+    def check_model(self, model: "EditedModel") -> None:
+        self.params.check_stats(model)  # type: ignore[attr-defined]
+
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
         from kme_editlib.keys import average_keys
@@ -83,9 +87,10 @@ class AlphaEditEditor(kme.Editor):
         if not p.mom2_adjustment:
             raise kme.errors.ConfigError("AlphaEdit needs the key statistics (mom2_adjustment: true)",
                                          where="editor 'alphaedit' params")
-        layers, source = p.critical_layers(model, location)
+        layers, source = p.critical_layers(model, location, param_source(self, "layers"))
         t0 = time.perf_counter()
-        covs = p.second_moments(model, layers)
+        stats: dict = {}
+        covs = p.second_moments(model, layers, info=stats)
         projectors = {layer: self.projector(model, layer, covs[layer]) for layer in layers}  # type: ignore[arg-type]
         t1 = time.perf_counter()
         prefixes = p.prefixes(model)
@@ -107,10 +112,11 @@ class AlphaEditEditor(kme.Editor):
         for layer in layers:
             handle.state[f"{STATE_PREFIX}{layer}"] = final[layer].T.contiguous()
         handle.meta.update({
-            "layers": layers, "layer_source": source, "stats_seconds": t1 - t0, "z_seconds": t2 - t1,
+            "layers": layers, "layer_source": source, "statistics": stats, "stats_seconds": t1 - t0, "z_seconds": t2 - t1,
             "solve_seconds": time.perf_counter() - t2, "per_layer": per_layer,
             "nullspace_dims": {str(layer): projectors[layer][1] for layer in layers},
             "previous_edits": sum(1 for h in model.stack if h.editor_name == self.name),
             "z_loss_mean": sum(res.loss) / len(res.loss),
+            "per_request": res.per_request(),
         })
         return handle

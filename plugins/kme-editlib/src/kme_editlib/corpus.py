@@ -1,10 +1,12 @@
-"""Text corpora for key statistics: the fact world's own text (offline default), a local text
-file, or a Hugging Face hub dataset (only when named explicitly; streamed, never downloaded
-whole).
+"""Text corpora for key statistics: registered ones, local files, or Hugging Face hub datasets.
 
-Corpus ids:
+Corpus ids (``stats_corpus``):
 
-- ``auto`` / ``factworld``: the shipped fact world's true-fact text (``kme_factworld.corpus``);
+- ``auto``: the corpus a plugin registered as the default for this model
+  (``kme_register_corpora`` with ``models=[...]``; the fact-world plugin does so for its
+  model); on any other model ``auto`` is an error that names the choices -- statistics of
+  the wrong text silently give wrong edits;
+- a registered corpus name, e.g. ``factworld`` (``kme plugins`` lists them);
 - ``file:PATH`` (or an existing path): one record per non-empty line; ``.jsonl`` files take
   each line's ``"text"`` field;
 - ``hub:NAME[:CONFIG[:SPLIT]]``, e.g. ``hub:wikitext:wikitext-103-raw-v1`` or
@@ -13,25 +15,43 @@ Corpus ids:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kme.errors import ConfigError, KmeError
 
-__all__ = ["Corpus", "resolve_corpus"]
+if TYPE_CHECKING:  # pragma: no cover
+    from kme import EditedModel
+
+__all__ = ["Corpus", "resolve_corpus", "corpus_choices"]
+
+HUB_EXAMPLE = "hub:wikitext:wikitext-103-raw-v1"
 
 
 @dataclass
 class Corpus:
-    """A named, re-iterable source of text records; ``id`` keys the statistics cache."""
+    """A named, re-iterable source of text records; ``id`` keys the statistics cache;
+    ``size`` is the number of records when known."""
 
     id: str
     records: Callable[[], Iterator[str]]
     description: str = ""
+    size: int | None = None
+
+    def count(self, limit: int) -> int:
+        """Records that reading up to ``limit`` of them really gives (``size`` when known)."""
+        if self.size is not None:
+            return min(self.size, limit)
+        n = 0
+        for _ in self.records():
+            n += 1
+            if n >= limit:
+                break
+        return n
 
 
 def _digest(parts: Iterator[str], limit: int = 2000) -> str:
@@ -44,22 +64,25 @@ def _digest(parts: Iterator[str], limit: int = 2000) -> str:
     return h.hexdigest()[:12]
 
 
-@functools.lru_cache(maxsize=2)
-def _factworld() -> Corpus:
-    try:
-        import kme_factworld
-    except ImportError:
-        raise KmeError("the 'factworld' corpus needs the kme-factworld plugin",
-                       hint="pip install kme-factworld, or pass stats_corpus: file:PATH / hub:NAME") from None
-    docs = kme_factworld.corpus()
-    return Corpus(id=f"factworld-{_digest(iter(docs))}", records=lambda: iter(docs),
-                  description=f"fact world text ({len(docs)} documents)")
+_REGISTERED: dict[tuple[int, str], Corpus] = {}
+
+
+def _registered(model: "EditedModel", name: str) -> Corpus:
+    text_corpus = model.pm.corpora.get(name)
+    key = (id(text_corpus), name)
+    if key not in _REGISTERED:
+        def records() -> Iterator[str]:
+            return iter(text_corpus.records())
+
+        _REGISTERED[key] = Corpus(id=f"{name}-{_digest(records())}", records=records,
+                                  description=text_corpus.description or name, size=text_corpus.size)
+    return _REGISTERED[key]
 
 
 def _file(path: str) -> Corpus:
     p = Path(path).expanduser()
     if not p.is_file():
-        raise ConfigError(f"corpus file {str(p)!r} does not exist",
+        raise ConfigError(f"corpus file {str(p)!r} does not exist", where="stats_corpus",
                           hint="pass file:PATH to a text file (one record per line) or a .jsonl with a 'text' field")
     jsonl = p.suffix == ".jsonl"
 
@@ -73,7 +96,8 @@ def _file(path: str) -> Corpus:
                     try:
                         text = json.loads(line)["text"]
                     except (json.JSONDecodeError, KeyError, TypeError):
-                        raise ConfigError(f"{p}:{n}: expected a JSON object with a 'text' field") from None
+                        raise ConfigError(f"{p}:{n}: expected a JSON object with a 'text' field",
+                                          where="stats_corpus") from None
                     if text:
                         yield str(text)
                 else:
@@ -99,7 +123,8 @@ def _hub(spec: str) -> Corpus:
             ds = load_dataset(name, config, split=split, streaming=True)
         except Exception as e:  # network, unknown dataset, offline mode
             raise KmeError(f"could not open hub dataset {name!r} (config {config!r}, split {split!r}): {e}",
-                           hint="check the id and your network, or use stats_corpus: factworld / file:PATH") from None
+                           where="stats_corpus",
+                           hint="check the id and your network, or use a registered corpus / file:PATH") from None
         for row in ds:
             text = row.get("text") if isinstance(row, dict) else None
             if text and text.strip():
@@ -109,17 +134,34 @@ def _hub(spec: str) -> Corpus:
     return Corpus(id=f"hub-{slug}", records=records, description=f"hub dataset {spec}")
 
 
-def resolve_corpus(spec: str) -> Corpus:
-    """The corpus named by ``spec`` (see the module docstring)."""
-    if spec in ("auto", "factworld"):
-        return _factworld()
+def corpus_choices(model: "EditedModel") -> str:
+    """The corpora one may name, for error messages."""
+    names = ", ".join(model.pm.corpora) or "none registered"
+    return f"a registered corpus ({names}), file:PATH or hub:NAME[:CONFIG[:SPLIT]] (e.g. {HUB_EXAMPLE})"
+
+
+def resolve_corpus(spec: str, model: "EditedModel") -> Corpus:
+    """The corpus ``spec`` names for ``model`` (see the module docstring)."""
+    from kme.presets import corpus_for
+
+    if spec == "auto":
+        found = corpus_for(model.pm, model.identity)
+        if found is None:
+            raise ConfigError(
+                f"'auto' finds no statistics corpus for model {model.identity.describe()}: none is registered "
+                "or preset for it", where="stats_corpus",
+                hint=f"name the text to compute key statistics on: {corpus_choices(model)}; the papers used "
+                     "Wikipedia (hub:wikipedia:20220301.en)")
+        return _registered(model, found.name)
+    if spec in model.pm.corpora:
+        return _registered(model, spec)
     if spec.startswith("file:"):
         return _file(spec[5:])
     if spec.startswith("hub:"):
         if not spec[4:]:
-            raise ConfigError("hub corpus without a dataset id", hint="e.g. hub:wikitext:wikitext-103-raw-v1")
+            raise ConfigError("hub corpus without a dataset id", where="stats_corpus", hint=f"e.g. {HUB_EXAMPLE}")
         return _hub(spec[4:])
     if Path(spec).expanduser().is_file():
         return _file(spec)
-    raise ConfigError(f"unknown statistics corpus {spec!r}",
-                      hint="use factworld, file:PATH or hub:NAME[:CONFIG[:SPLIT]] (e.g. hub:wikitext:wikitext-103-raw-v1)")
+    raise ConfigError(f"unknown statistics corpus {spec!r}", where="stats_corpus",
+                      hint=f"use auto, {corpus_choices(model)}")

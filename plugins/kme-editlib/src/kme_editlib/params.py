@@ -22,20 +22,33 @@ class StatsParams(kme.Params):
     """Where the key second moment ``C = E[k kᵀ]`` comes from."""
 
     mom2_adjustment: bool = Field(True, description="use C (False: identity, i.e. plain least squares)")
-    stats_corpus: str = Field("auto", description="factworld (auto), file:PATH or hub:NAME[:CONFIG[:SPLIT]]")
+    stats_corpus: str = Field("auto", description="auto (the corpus registered for the model), a registered "
+                              "corpus name, file:PATH or hub:NAME[:CONFIG[:SPLIT]]")
     stats_samples: int = Field(100_000, ge=1, description="corpus records for C (the papers: 100,000)")
     stats_max_length: int = Field(128, ge=2, description="tokens kept per record")
     stats_dir: str | None = Field(None, description="cache directory (default $KME_STATS_DIR or ~/.cache/kme/stats)")
     progress: bool = Field(True, description="show progress bars")
 
-    def second_moments(self, model: "EditedModel", layers: list[int]) -> dict[int, "torch.Tensor | None"]:
+    def check_stats(self, model: "EditedModel") -> None:
+        """Resolve the statistics corpus now, so a missing one stops a run before any edit."""
+        if self.mom2_adjustment:
+            from kme_editlib.corpus import resolve_corpus
+
+            resolve_corpus(self.stats_corpus, model)
+
+    def second_moments(self, model: "EditedModel", layers: list[int],
+                       info: dict | None = None) -> dict[int, "torch.Tensor | None"]:
+        """``{layer: C}`` (None without ``mom2_adjustment``); ``info`` receives the corpus,
+        the records read and the cache files, for the run record."""
         if not self.mom2_adjustment:
+            if info is not None:
+                info.update({"mom2_adjustment": False})
             return {layer: None for layer in layers}
         from kme_editlib.stats import key_second_moments
 
         return dict(key_second_moments(model, layers, corpus=self.stats_corpus, samples=self.stats_samples,
                                        max_length=self.stats_max_length, cache_dir=self.stats_dir,
-                                       progress=self.progress))
+                                       progress=self.progress, info=info))
 
 
 class TargetParams(kme.Params):

@@ -122,14 +122,21 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) ->
 def key_second_moments(model: "EditedModel", layers: list[int], *, corpus: str = "auto", samples: int = 100_000,
                        max_length: int = 128, cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 32,
                        checkpoint_every: int = 2000, progress: bool = True,
-                       dtype: torch.dtype = torch.float32) -> dict[int, torch.Tensor]:
+                       dtype: torch.dtype = torch.float32, info: dict | None = None) -> dict[int, torch.Tensor]:
     """``{layer: E[k kᵀ]}`` for the MLP keys of each of ``layers`` over ``samples`` records of
     ``corpus`` (each truncated to ``max_length`` tokens), from the cache or computed (all
-    missing layers in one pass over the corpus), on the unedited base weights."""
+    missing layers in one pass over the corpus), on the unedited base weights.
+
+    A corpus with fewer records than ``samples`` is read whole: the cache key and the
+    progress bar hold the number of records really read. ``info`` (if given) receives the
+    corpus id, that number, and each layer's cache file and whether it was cached."""
     if samples < 1:
         raise KmeError(f"stats_samples must be >= 1, got {samples}")
     layers = sorted({model.check_layer(layer) for layer in layers})
-    src = resolve_corpus(corpus)
+    src = resolve_corpus(corpus, model)
+    samples = src.count(samples)
+    if samples < 1:
+        raise KmeError(f"corpus {src.id!r} holds no records for key statistics", where="stats_corpus")
     root = stats_root(cache_dir)
     keys = {layer: StatsKey(model.base_fingerprint, model.layout.name(layer, "mlp_out"), src.id, samples, max_length)
             for layer in layers}
@@ -146,6 +153,11 @@ def key_second_moments(model: "EditedModel", layers: list[int], *, corpus: str =
             computed = _compute(model, missing, keys, root, src, samples, max_length, batch_size,
                                 checkpoint_every, progress)
         out.update({layer: m.to(dtype) for layer, m in computed.items()})
+    if info is not None:
+        info.update({"corpus": src.id, "corpus_description": src.description, "records": samples,
+                     "max_length": max_length,
+                     "files": {str(layer): str(stats_path(root, keys[layer])) for layer in layers},
+                     "computed_layers": missing})
     return out
 
 

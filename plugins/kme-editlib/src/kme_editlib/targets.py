@@ -76,6 +76,11 @@ class TargetResult:
     def target(self, point: Point) -> torch.Tensor:
         return self.init[point] + self.delta[point]
 
+    def per_request(self) -> list[dict[str, float | int]]:
+        """Per request: Adam steps taken, final loss and target NLL (for the run record)."""
+        return [{"steps": int(s), "loss": float(lo), "nll": float(n)}
+                for s, lo, n in zip(self.steps, self.loss, self.nll)]
+
 
 def build_sequences(model: "EditedModel", requests: list["EditRequest"], prefixes: list[str],
                     cfg: TargetConfig) -> list[Sequence_]:

@@ -3,7 +3,7 @@
 Random weights move little information from the subject's tokens to the last position and
 have tiny MLP outputs, so on them the editors write at the last token (``fact_token:
 last``), without the norm limits tuned for trained models, and estimate key statistics from
-a few hundred fact-world records. The subject-token path is tested on the fact-world model.
+a few hundred fact-world records (the corpus the fact-world plugin registers). The subject-token path is tested on the fact-world model.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["TINY_TARGET_PARAMS"]
 
 TINY_TARGET_PARAMS: dict[str, Any] = {
-    "stats_samples": 200, "progress": False, "context_template_length_params": [[5, 2]],
+    "stats_corpus": "factworld", "stats_samples": 200, "progress": False, "context_template_length_params": [[5, 2]],
     "fact_token": "last", "v_weight_decay": 0.0, "clamp_norm_factor": 1000.0, "kl_factor": 0.0,
     "v_num_grad_steps": 25,
 }

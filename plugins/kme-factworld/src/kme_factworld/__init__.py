@@ -9,24 +9,30 @@ BPE tokenizer and a small GPT-2 model trained on it with plain PyTorch (shipped 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import kme
 
 __all__ = ["CHECKPOINT_DIR", "corpus", "load_world", "kme_register_datasets", "kme_register_model_aliases",
-           "kme_register_commands"]
+           "kme_register_commands", "kme_register_presets", "kme_register_corpora"]
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
 """The shipped model and tokenizer (``from_pretrained`` loads it like any local model)."""
 
 
+@functools.lru_cache(maxsize=4)
+def _corpus(seed: int, passes: int) -> tuple[str, ...]:
+    from kme_factworld.text import corpus as make
+
+    return tuple(make(None, seed=seed, passes=passes))
+
+
 def corpus(seed: int = 0, passes: int = 1) -> list[str]:
     """Text of the shipped world's true facts, one document per line (in-distribution text
     for covariance statistics of MLP keys, with no download). Deterministic in ``seed``."""
-    from kme_factworld.text import corpus as _corpus
-
-    return _corpus(None, seed=seed, passes=passes)
+    return list(_corpus(seed, passes))
 
 
 def load_world(path: str | Path | None = None) -> Any:
@@ -55,3 +61,19 @@ def kme_register_commands(cli: Any) -> None:
     from kme_factworld.cli import factworld
 
     cli.add_command(factworld)
+
+
+@kme.hookimpl
+def kme_register_presets(register: Any) -> None:
+    from kme_factworld.presets import PRESETS
+
+    for preset in PRESETS:
+        register(preset)
+
+
+@kme.hookimpl
+def kme_register_corpora(register: Any) -> None:
+    register(kme.TextCorpus(
+        name="factworld", records=lambda: iter(_corpus(0, 1)), size=None,
+        description="the fact world's true-fact text (11,408 documents), statistics corpus of its model",
+        models=[kme.ModelMatch(alias="factworld")]))

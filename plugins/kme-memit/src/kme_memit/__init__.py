@@ -11,7 +11,7 @@ from typing import Any
 
 import kme
 
-__all__ = ["kme_register_editors"]
+__all__ = ["kme_register_editors", "kme_register_presets"]
 
 
 @kme.hookimpl
@@ -19,3 +19,11 @@ def kme_register_editors(register: Any) -> None:
     from kme_memit.editor import MEMITEditor
 
     register(MEMITEditor)
+
+
+@kme.hookimpl
+def kme_register_presets(register: Any) -> None:
+    from kme_memit.presets import PRESETS
+
+    for preset in PRESETS:
+        register(preset)

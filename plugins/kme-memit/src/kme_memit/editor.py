@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 import kme
-from kme_editlib.defaults import mom2_update_weight, resolve_layers
+from kme_editlib.defaults import mom2_update_weight, param_source, resolve_layers
 from kme_editlib.params import StatsParams, TargetParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,8 +38,10 @@ class MultiLayerParams(TargetParams, StatsParams):
     context_template_length_params: list[tuple[int, int]] = Field(
         default_factory=lambda: [(10, 5)], description="random prefixes as (tokens, count) pairs")
 
-    def critical_layers(self, model: "EditedModel", location: "Location | None") -> tuple[list[int], str]:
-        return resolve_layers(model, "memit", self.layers, location, self.layer_window)
+    def critical_layers(self, model: "EditedModel", location: "Location | None",
+                        source: str = "params") -> tuple[list[int], str]:
+        """The layers to edit and why; ``source``: where ``layers`` came from."""
+        return resolve_layers(model, "window", self.layers, location, self.layer_window, source=source)
 
 
 class MEMITParams(MultiLayerParams):
@@ -52,6 +54,9 @@ class MEMITEditor(kme.Editor):
     Params = MEMITParams
     capabilities = kme.Capabilities(kind="parametric", batch=True, sequential=True, needs_covariance=True)
 
+    def check_model(self, model: "EditedModel") -> None:
+        self.params.check_stats(model)  # type: ignore[attr-defined]
+
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
         from kme_editlib.multilayer import even_spread, insert_over_layers
@@ -59,10 +64,12 @@ class MEMITEditor(kme.Editor):
         from kme_editlib.targets import optimise_targets
 
         p: MEMITParams = self.params  # type: ignore[assignment]
-        layers, source = p.critical_layers(model, location)
-        lam, lam_source = mom2_update_weight(model, p.mom2_update_weight, layers[0])
+        layers, source = p.critical_layers(model, location, param_source(self, "layers"))
+        lam, lam_source = mom2_update_weight(model, p.mom2_update_weight, layers[0],
+                                             param_source(self, "mom2_update_weight"))
         t0 = time.perf_counter()
-        covs = p.second_moments(model, layers)
+        stats: dict = {}
+        covs = p.second_moments(model, layers, info=stats)
         t1 = time.perf_counter()
         prefixes = p.prefixes(model)
         point = (layers[-1], "block")
@@ -74,8 +81,9 @@ class MEMITEditor(kme.Editor):
             solve=lambda layer, K, R: mass_update(K, R, covs[layer], lam), spread=even_spread,
             key_groups=p.key_groups(prefixes))
         handle.meta.update({
-            "layers": layers, "layer_source": source, "mom2_update_weight": lam, "mom2_update_weight_source": lam_source, "stats_seconds": t1 - t0,
+            "layers": layers, "layer_source": source, "statistics": stats, "mom2_update_weight": lam, "mom2_update_weight_source": lam_source, "stats_seconds": t1 - t0,
             "z_seconds": t2 - t1, "solve_seconds": time.perf_counter() - t2, "per_layer": per_layer,
             "z_loss_mean": sum(res.loss) / len(res.loss), "z_steps_mean": sum(res.steps) / len(res.steps),
+            "per_request": res.per_request(),
         })
         return handle

@@ -9,7 +9,7 @@ from typing import Any
 
 import kme
 
-__all__ = ["kme_register_editors"]
+__all__ = ["kme_register_editors", "kme_register_presets"]
 
 
 @kme.hookimpl
@@ -17,3 +17,11 @@ def kme_register_editors(register: Any) -> None:
     from kme_pmet.editor import PMETEditor
 
     register(PMETEditor)
+
+
+@kme.hookimpl
+def kme_register_presets(register: Any) -> None:
+    from kme_pmet.presets import PRESETS
+
+    for preset in PRESETS:
+        register(preset)

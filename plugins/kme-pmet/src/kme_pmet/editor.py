@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 import kme
-from kme_editlib.defaults import mom2_update_weight
+from kme_editlib.defaults import mom2_update_weight, param_source
 from kme_memit.editor import MultiLayerParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +36,9 @@ class PMETEditor(kme.Editor):
     Params = PMETParams
     capabilities = kme.Capabilities(kind="parametric", batch=True, sequential=True, needs_covariance=True)
 
+    def check_model(self, model: "EditedModel") -> None:
+        self.params.check_stats(model)  # type: ignore[attr-defined]
+
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
         from kme_editlib.multilayer import insert_over_layers, sqrt_spread
@@ -43,10 +46,12 @@ class PMETEditor(kme.Editor):
         from kme_editlib.targets import optimise_targets
 
         p: PMETParams = self.params  # type: ignore[assignment]
-        layers, source = p.critical_layers(model, location)
-        lam, lam_source = mom2_update_weight(model, p.mom2_update_weight, layers[0])
+        layers, source = p.critical_layers(model, location, param_source(self, "layers"))
+        lam, lam_source = mom2_update_weight(model, p.mom2_update_weight, layers[0],
+                                             param_source(self, "mom2_update_weight"))
         t0 = time.perf_counter()
-        covs = p.second_moments(model, layers)
+        stats: dict = {}
+        covs = p.second_moments(model, layers, info=stats)
         t1 = time.perf_counter()
         prefixes = p.prefixes(model)
         top = layers[-1]
@@ -59,11 +64,12 @@ class PMETEditor(kme.Editor):
             solve=lambda layer, K, R: mass_update(K, R, covs[layer], lam), spread=sqrt_spread,
             key_groups=p.key_groups(prefixes))
         handle.meta.update({
-            "layers": layers, "layer_source": source, "mom2_update_weight": lam,
+            "layers": layers, "layer_source": source, "statistics": stats, "mom2_update_weight": lam,
             "mom2_update_weight_source": lam_source, "stats_seconds": t1 - t0, "z_seconds": t2 - t1,
             "solve_seconds": time.perf_counter() - t2, "per_layer": per_layer,
             "attn_delta_norm_mean": float(res.delta[attn].norm(dim=-1).mean()),
             "ffn_delta_norm_mean": float(res.delta[ffn].norm(dim=-1).mean()),
             "z_loss_mean": sum(res.loss) / len(res.loss),
+            "per_request": res.per_request(),
         })
         return handle

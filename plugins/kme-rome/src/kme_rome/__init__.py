@@ -11,7 +11,7 @@ from typing import Any
 
 import kme
 
-__all__ = ["kme_register_editors"]
+__all__ = ["kme_register_editors", "kme_register_presets"]
 
 
 @kme.hookimpl
@@ -19,3 +19,11 @@ def kme_register_editors(register: Any) -> None:
     from kme_rome.editor import ROMEEditor
 
     register(ROMEEditor)
+
+
+@kme.hookimpl
+def kme_register_presets(register: Any) -> None:
+    from kme_rome.presets import PRESETS
+
+    for preset in PRESETS:
+        register(preset)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 import kme
-from kme_editlib.defaults import resolve_layers
+from kme_editlib.defaults import param_source, resolve_layers
 from kme_editlib.params import StatsParams, TargetParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,13 +51,18 @@ class ROMEEditor(kme.Editor):
     Params = ROMEParams
     capabilities = kme.Capabilities(kind="parametric", batch=True, sequential=True, needs_covariance=True)
 
+    def check_model(self, model: "EditedModel") -> None:
+        self.params.check_stats(model)  # type: ignore[attr-defined]
+
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
         p: ROMEParams = self.params  # type: ignore[assignment]
-        layers, source = resolve_layers(model, "rome", [p.layer] if p.layer is not None else None, location)
+        layers, source = resolve_layers(model, "single", [p.layer] if p.layer is not None else None, location,
+                                        source=param_source(self, "layer"))
         layer = layers[0]
         t0 = time.perf_counter()
-        cov = p.second_moments(model, [layer])[layer]
+        stats: dict = {}
+        cov = p.second_moments(model, [layer], info=stats)[layer]
         stats_s = time.perf_counter() - t0
         prefixes = p.prefixes(model)
         handle = model.new_handle(self, requests)
@@ -65,11 +70,11 @@ class ROMEEditor(kme.Editor):
         for r in requests:
             records.append(rome_update(model, handle, r, layer, cov, prefixes, p))
         handle.meta.update({
-            "layer": layer, "layer_source": source, "stats_seconds": stats_s,
+            "layer": layer, "layer_source": source, "statistics": stats, "stats_seconds": stats_s,
             "z_seconds": sum(x["z_seconds"] for x in records),
             "solve_seconds": sum(x["solve_seconds"] for x in records),
             "keys_seconds": sum(x["keys_seconds"] for x in records),
-            "requests": records,
+            "per_request": records,
         })
         return handle
 
