@@ -40,7 +40,9 @@ class EditHandle:
 
     Editors fill it through :meth:`add_delta` / :meth:`set_param` (weights), ``memory``
     (JSON-serialisable items), ``state`` (tensors of added modules, saved in patches) and
-    :meth:`on_undo` (callbacks that remove added modules).
+    :meth:`on_undo` (callbacks that remove added modules). ``meta`` holds what the editor
+    decided (JSON values; written to ``edits.jsonl`` under ``decisions``); a list
+    ``meta["per_request"]`` aligned with ``requests`` is split per request.
     """
 
     editor_name: str
