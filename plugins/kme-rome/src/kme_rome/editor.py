@@ -2,13 +2,16 @@
 
 One edit ``(s, r, o → o*)`` at MLP layer ``l``:
 
-1. key ``k*``: the MLP key at the subject's last token, averaged over the prompt preceded by
-   random prefixes (ROME Eq. 3; ``key_contexts: bare`` uses the bare prompt only);
+1. key ``k*``: the MLP key at the subject's last token, averaged flat over the bare prompt
+   and the prompt preceded by each random prefix (ROME Eq. 3 and the released code;
+   ``key_contexts: bare`` uses the bare prompt only);
 2. value ``v* = v + δ``: ``δ`` added to the MLP output at that token so that the model
    predicts ``o*`` across the prefixes, with the KL and weight-decay terms (ROME Eq. 4;
    :mod:`kme_editlib.targets`);
-3. ``Ŵ = W + Λ (C⁻¹k*)ᵀ``, ``Λ = (v* − W k*) / ((C⁻¹k*)ᵀ k*)`` with ``C = E[k kᵀ]`` over a
-   corpus (ROME Eq. 2; survey Eq. 26).
+3. ``Ŵ = W + Λ (C⁻¹k*)ᵀ``, ``Λ = (v* − W k − b) / ((C⁻¹k*)ᵀ k)`` with ``C = E[k kᵀ]`` over
+   a corpus and ``k`` the bare prompt's key, so the edit holds exactly on the prompt itself
+   (the released code; ``insert_at: average`` takes ``k = k*``, the paper's Eq. 2 and
+   survey Eq. 26).
 
 A batch of requests is applied as consecutive rank-one updates, each computed on the model
 the previous ones left (ROME has no joint update; MEMIT is the batched method).
