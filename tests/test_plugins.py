@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
+import time
 
 import pytest
 import toyplugins
@@ -142,14 +144,36 @@ def test_wrapper_sees_every_edit_and_guards_record_timing(pm):
             seen.append(("after", editor.name, len(handle.deltas)))
             return handle
 
-    pm2 = build_plugin_manager([toyplugins, Wrapper()], load_entrypoints=False)
+    class SlowShift(toyplugins.ShiftEditor):
+        name = "slow_shift"
+
+        def apply(self, model, requests, location=None):
+            time.sleep(0.05)
+            return super().apply(model, requests, location)
+
+    class Slow:
+        @staticmethod
+        @kme.hookimpl
+        def kme_register_editors(register):
+            register(SlowShift)
+
+    pm2 = build_plugin_manager([toyplugins, Wrapper(), Slow()], load_entrypoints=False)
     m = tiny_model("gpt2", pm2)
     reqs = toyplugins.ToyDataset().load()
     h = m.edit("toy_shift", reqs[:2])
     m.edit("toy_memory", reqs[:1])
     assert seen == [("before", "toy_shift"), ("after", "toy_shift", 1), ("before", "toy_memory"),
                     ("after", "toy_memory", 0)]
-    assert h.meta["edit_seconds"] >= 0 and h.meta["peak_rss_mb"] > 0
+    # the guard times the editor's work: at least the 50 ms it sleeps, at most the call's wall time
+    t0 = time.perf_counter()
+    slow = m.edit("slow_shift", reqs[:1])
+    wall = time.perf_counter() - t0
+    assert 0.05 <= slow.meta["edit_seconds"] <= wall
+    assert 0 < h.meta["edit_seconds"] < slow.meta["edit_seconds"]
+    # peak resident memory in MiB: a process holding torch uses tens of MiB at least, and the
+    # peak only grows afterwards
+    peak_now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert 50 < h.meta["peak_rss_mb"] <= slow.meta["peak_rss_mb"] <= peak_now
 
 
 def test_kme_plugins_command_lists_plugins(kme_cli):

@@ -10,8 +10,9 @@ class TestMyEditor(EditorConformance):
 
 pytest then runs every check below against your editor on tiny random models of each
 supported architecture (no download): strict params, declared capabilities, a real handle,
-bit-for-bit undo, patch round trip, finite weights, batch and sequential use as declared, and
-(``expects_top1 = True``) that the edited prompt's new object becomes the top prediction.
+bit-for-bit undo (of the weights and of the outputs), patch round trip, finite weights, batch
+and sequential use as declared, and (``expects_top1 = True``) that the edited prompt's new
+object becomes the top prediction.
 """
 
 from __future__ import annotations
@@ -74,6 +75,23 @@ class EditorConformance:
     def _state(m: Any) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in m.model.state_dict().items()}
 
+    def probe_prompts(self) -> list[str]:
+        """Prompts whose outputs must be the same before an edit and after its undo: the
+        requests' prompts and one the edits do not name."""
+        return [r.text for r in self.requests()] + ["The Eiffel Tower is located in"]
+
+    @staticmethod
+    @torch.no_grad()
+    def _outputs(m: Any, prompts: list[str]) -> tuple[list[torch.Tensor], torch.Tensor, bool]:
+        """The raw network's logits on each prompt (one unpadded pass each, so a hook or module
+        left behind shows), the kernel's next-token log-probabilities (memory included), and
+        the train/eval mode."""
+        raw = []
+        for p in prompts:
+            ids = torch.tensor([m.tokenizer(p, add_special_tokens=True)["input_ids"]], device=m.device)
+            raw.append(m.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.detach().cpu())
+        return raw, m.next_token_logprobs(prompts).detach().cpu(), m.model.training
+
     # -- the contract ----------------------------------------------------------------------
     def test_declares_name_description_params_capabilities(self) -> None:
         cls = self.editor_class()
@@ -92,6 +110,8 @@ class EditorConformance:
             pytest.skip(f"{self.editor_name} does not claim {family}")
         m = self.make_model(family)
         before = self._state(m)
+        prompts = self.probe_prompts()
+        out_before = self._outputs(m, prompts)
         req = self.requests()[:1]
         h = m.edit(self.editor(), req)
         assert h in m.stack and h.editor_name == self.editor_name
@@ -106,6 +126,15 @@ class EditorConformance:
         after = self._state(m)
         assert all(torch.equal(before[k], after[k]) for k in before)
         assert m.memory_contexts([req[0].text]) == [""]
+        # the outputs, not only the weights: a forward hook, an added module or a router left
+        # behind changes them while the state dict is restored
+        raw_b, next_b, mode_b = out_before
+        raw_a, next_a, mode_a = self._outputs(m, prompts)
+        assert mode_a == mode_b, f"{family}: the edit left the model in {'train' if mode_a else 'eval'} mode"
+        for p, a, b in zip(prompts, raw_a, raw_b):
+            assert torch.equal(a, b), \
+                f"{family}: the logits on {p!r} differ after undo (max |Δ| {float((a - b).abs().max()):.3g})"
+        assert torch.equal(next_a, next_b), f"{family}: next-token log-probabilities differ after undo"
 
     def test_patch_round_trip(self, tmp_path: Any) -> None:
         family = self.families[0]

@@ -8,6 +8,7 @@ import json
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
+import torch
 
 PIPE = """\
 model: {model}
@@ -39,25 +40,49 @@ def kme(*args: str) -> tuple[int, str]:
     return code, out.getvalue() + err.getvalue()
 
 
-@pytest.mark.parametrize("dataset,expected_ids", [
-    ("{{name: counterfact, path: {f}/counterfact.json}}", [0, 1, 2]),
-    ("{{name: zsre, path: {f}/zsre_mend_eval.json}}", [0, 1]),
-    ("{{name: mquake, path: {f}/MQuAKE-CF-3k-v2.json}}", ["1.0", "1.1", "2.0"]),
+@torch.no_grad()
+def _all_argmax(model, prompt: str, target: str) -> float:
+    """Survey Eq. 3 recomputed by hand: 1.0 when every target token is the model's argmax
+    next token under teacher forcing (one unpadded forward pass), else 0.0."""
+    pid = model.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    tid = model.target_ids(prompt, target)
+    logits = model.model(input_ids=torch.tensor([pid + tid])).logits[0]
+    pred = logits[len(pid) - 1:len(pid) - 1 + len(tid)].argmax(-1)
+    return float(pred.tolist() == tid)
+
+
+@pytest.mark.parametrize("name,file,expected_ids", [
+    ("counterfact", "counterfact.json", [0, 1, 2]),
+    ("zsre", "zsre_mend_eval.json", [0, 1]),
+    ("mquake", "MQuAKE-CF-3k-v2.json", ["1.0", "1.1", "2.0"]),
 ])
-def test_kme_run_on_fixture(tmp_path, fixtures, tiny_model_dir, dataset, expected_ids):
+def test_kme_run_on_fixture(tmp_path, fixtures, tiny_model_dir, registry, name, file, expected_ids):
+    from kme import build_plugin_manager, load_model
+
     pipe = tmp_path / "pipe.yaml"
-    pipe.write_text(PIPE.format(model=tiny_model_dir, dataset=dataset.format(f=fixtures), out=tmp_path / "run"))
+    dataset = f"{{name: {name}, path: {fixtures / file}}}"
+    pipe.write_text(PIPE.format(model=tiny_model_dir, dataset=dataset, out=tmp_path / "run"))
     code, text = kme("run", str(pipe), "--no-progress")
     assert code == 0, text
     rows = [json.loads(x) for x in (tmp_path / "run" / "edits.jsonl").read_text().splitlines()]
     assert [r["case_id"] for r in rows] == expected_ids
+    # the values the run reports are the ones computed by hand on the saved model
+    model = load_model(tiny_model_dir, build_plugin_manager())
+    requests = {str(r.case_id): r for r in registry.get(name)({"path": str(fixtures / file)}).load()}
     for r in rows:
         assert r["editors"] == [] and r["error"] is None
         # no editor: the run measures the unedited model twice, and both agree
         assert r["metrics"]["accuracy"] == r["baseline"]["accuracy"]
-        assert r["metrics"]["accuracy"] in (0.0, 1.0)
+        req = requests[str(r["case_id"])]
+        assert not req.choices
+        assert r["metrics"]["accuracy"] == _all_argmax(model, req.text, req.target_new)
+        para = [_all_argmax(model, q, req.target_new) for q in req.paraphrase_prompts]
+        assert r["metrics"]["generality"] == pytest.approx(sum(para) / len(para))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["counts"]["requests"] == len(expected_ids)
+    acc = summary["metrics"]["accuracy"]
+    mean = sum(r["metrics"]["accuracy"] for r in rows) / len(rows)
+    assert acc["value"] == pytest.approx(mean) and acc["baseline"] == pytest.approx(mean)
     assert summary["metrics"]["accuracy"]["n"] == len(expected_ids)
     assert summary["metrics"]["generality"]["n"] == len(expected_ids)  # every request has a paraphrase
 

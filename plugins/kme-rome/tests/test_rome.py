@@ -36,11 +36,16 @@ def test_a_batch_is_applied_as_consecutive_rank_one_updates(pm):
     m = tiny_model("llama", pm)
     reqs = default_requests()
     h = m.edit("rome", reqs, TINY_PARAMS)
-    assert len(h.meta["requests"]) == 3
+    assert [r["case_id"] for r in h.meta["per_request"]] == [r.case_id for r in reqs]
     d = h.deltas[m.weight_name(0, "mlp_out")]
     assert torch.linalg.matrix_rank(d.double(), rtol=1e-6) == 3
-    for key in ("z_seconds", "solve_seconds", "stats_seconds"):
-        assert h.meta[key] >= 0
+    records = h.meta["per_request"]
+    for key in ("keys_seconds", "z_seconds", "solve_seconds"):  # each total adds up the per-request times
+        assert all(x[key] > 0 for x in records)
+        assert h.meta[key] == pytest.approx(sum(x[key] for x in records))
+    assert all(1 <= x["steps"] <= TINY_PARAMS["v_num_grad_steps"] for x in records)
+    parts = sum(h.meta[k] for k in ("stats_seconds", "keys_seconds", "z_seconds", "solve_seconds"))
+    assert 0 < h.meta["stats_seconds"] and parts <= h.meta["edit_seconds"]  # the parts fit in the edit's time
 
 
 def test_bad_inputs_are_clear_errors(pm):
@@ -75,10 +80,24 @@ def test_released_code_variant_inserts_at_the_bare_prompt(pm):
     assert torch.allclose(got, v_star, atol=1e-3 * float(v_star.norm()))
 
 
-def test_layer_defaults_published_measured_and_rule(pm):
+def test_layer_rule_scales_with_depth(pm):
     from kme_editlib.defaults import default_layers
 
-    assert default_layers(tiny_model("gpt2", pm), "rome") == ([0], "rule")
-    assert default_layers(tiny_model("gpt2", pm, n_layer=4, d=128), "rome") == ([0], "measured")
-    assert default_layers(tiny_model("gpt2", pm, n_layer=4, d=128), "memit") == ([0, 1], "measured")
-    assert default_layers(tiny_model("llama", pm, n_layer=10), "memit") == ([1, 2], "rule")
+    assert default_layers(tiny_model("gpt2", pm), "single") == ([0], "rule")
+    assert default_layers(tiny_model("llama", pm, n_layer=28), "single") == ([5], "rule")  # GPT-J's 5/28
+    assert default_layers(tiny_model("llama", pm, n_layer=28), "window") == ([2, 3, 4, 5, 6, 7], "rule")
+    assert default_layers(tiny_model("llama", pm, n_layer=10), "window") == ([1, 2], "rule")
+
+
+def test_layer_precedence_params_locator_preset_rule(pm):
+    """Explicit layers beat a locator; a locator beats a preset's layers; the rule comes last."""
+    from kme import Location
+    from kme_editlib.defaults import resolve_layers
+
+    m = tiny_model("gpt2", pm)
+    loc = Location(locator="causal-tracing", layers=[1, 0])
+    assert resolve_layers(m, "single", [0], loc, source="params") == ([0], "params")
+    assert resolve_layers(m, "single", [0], loc, source="preset:factworld") == ([1], "locator causal-tracing")
+    assert resolve_layers(m, "single", [0], None, source="preset:factworld") == ([0], "preset:factworld")
+    assert resolve_layers(m, "window", [0, 1], loc, source="preset:x") == ([0, 1], "locator causal-tracing")
+    assert resolve_layers(m, "single", None, None) == ([0], "rule")
