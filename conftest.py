@@ -11,3 +11,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz", type=int, default=0, metavar="N",
+                     help="examples per property in tests/test_fuzz.py (default: the CI budget)")

@@ -120,7 +120,8 @@ def run(editors: list[str], sizes: list[int], model_name: str, device: str, para
         raise SystemExit(f"the dataset has {len(requests)} requests, fewer than {max(sizes)}")
     rows = []
     for name in editors:
-        editor = pm.editors.get(name)({"progress": False, **params.get(name, {})})
+        # configured for this model: --params > the model's preset (fact world: tuned) > defaults
+        editor = model.make_editor(name, {"progress": False, **params.get(name, {})})
         # warm the statistics cache and the prefix sampler outside the timings
         h = model.edit(editor, requests[:1])
         stat_layers = h.meta.get("layers") or [h.meta["layer"]]

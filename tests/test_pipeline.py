@@ -90,14 +90,13 @@ def test_sequential_run_writes_retention(kme_cli, tmp_path, model_dir):
 @pytest.mark.parametrize("mode", ["batch", "sequential"])
 def test_resume_after_interruption_loses_and_repeats_nothing(kme_cli, tmp_path, model_dir, monkeypatch, mode):
     p = _pipe(tmp_path, model_dir, mode=mode)
-    monkeypatch.setenv("KME_TOY_CRASH_AT", "2")
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        kme_cli("run", p, "--no-progress")
+    monkeypatch.setenv("KME_TOY_INTERRUPT_AT", "2")
+    assert kme_cli("run", p, "--no-progress").code == 130  # interrupted (Ctrl-C)
     run = tmp_path / "run"
     first = (run / "edits.jsonl").read_text().splitlines()
     assert [json.loads(x)["batch"] for x in first] == [0, 0]
     assert not (run / "summary.json").exists()
-    monkeypatch.delenv("KME_TOY_CRASH_AT")
+    monkeypatch.delenv("KME_TOY_INTERRUPT_AT")
     r = kme_cli("run", p, "--no-progress")
     assert r.code == 2 and "already holds a run" in r.err and "--resume" in r.err
     r = kme_cli("run", p, "--no-progress", "--resume")
@@ -134,6 +133,50 @@ def test_failed_edit_is_recorded_and_the_run_goes_on(kme_cli, tmp_path, model_di
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["counts"]["failed"] == 5 and "NaN" in s["failures"][0]["error"]
     assert "Failures" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_editor_that_raises_fails_its_batch_and_the_run_goes_on(kme_cli, tmp_path, model_dir, monkeypatch):
+    monkeypatch.setenv("KME_TOY_CRASH_AT", "2")  # case 2 sits in batch 1 (batch_size 2)
+    r = kme_cli("run", _pipe(tmp_path, model_dir), "--no-progress")
+    assert r.code == 0, r
+    rows = [json.loads(x) for x in (tmp_path / "run" / "edits.jsonl").read_text().splitlines()]
+    assert [r["case_id"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["error"] is not None for r in rows] == [False, False, True, True, False]
+    assert "RuntimeError: simulated crash" in rows[2]["error"] and "rolled back" in rows[2]["error"]
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["counts"]["failed"] == 2 and s["counts"]["edited"] == 3
+    assert s["failures"][0]["batch"] == 1 and s["failures"][0]["editor"] == "toy_shift"
+
+
+def _hold_lock(folder: Path) -> "subprocess.Popen[str]":
+    """Another process that holds the run folder's lock, as a running `kme run` does."""
+    import subprocess
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    code = ("import fcntl, os, sys, time\n"
+            f"f = open({str(folder / '.lock')!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()\n"
+            "print('held', flush=True); sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.mark.parametrize("flag", [None, "--resume", "--overwrite"])
+def test_a_run_folder_in_use_by_another_process_is_refused(kme_cli, tmp_path, model_dir, flag):
+    p = _pipe(tmp_path, model_dir)
+    assert kme_cli("run", p, "--no-progress").code == 0
+    before = (tmp_path / "run" / "edits.jsonl").read_text()
+    holder = _hold_lock(tmp_path / "run")
+    try:
+        r = kme_cli("run", p, "--no-progress", *([flag] if flag else []))
+    finally:
+        holder.communicate("")
+    assert r.code == 2 and f"in use by another kme process (pid {holder.pid})" in r.err, r
+    assert "Traceback" not in r.err and (tmp_path / "run" / "edits.jsonl").read_text() == before
+    r = kme_cli("run", p, "--no-progress", "--overwrite")  # the holder has exited: the lock is free
+    assert r.code == 0, r
 
 
 def test_validate_checks_everything_without_loading_a_model(kme_cli, tmp_path):

@@ -88,6 +88,9 @@ class ShiftEditor(Editor):
         crash = os.environ.get("KME_TOY_CRASH_AT")
         if crash is not None and any(str(r.case_id) == crash for r in requests):
             raise RuntimeError(f"simulated crash at case {crash}")
+        stop = os.environ.get("KME_TOY_INTERRUPT_AT")  # as if the user pressed Ctrl-C here
+        if stop is not None and any(str(r.case_id) == stop for r in requests):
+            raise KeyboardInterrupt(f"simulated interruption at case {stop}")
         h = model.new_handle(self, requests)
         layer = location.layers[0] if location and location.layers else self.params.layer
         name = model.weight_name(layer, "mlp_out")

@@ -10,9 +10,9 @@ import sys
 from typing import Any
 
 import click
-import yaml
 
-from kme.errors import KmeError
+from kme.errors import EditFailedError, KmeError
+from kme.files import parse_yaml
 from kme.plugins import KmePluginManager, build_plugin_manager, print_failures
 
 
@@ -126,11 +126,21 @@ def make_cli(pm: KmePluginManager) -> click.Group:
             raise ConfigError(format_validation_error(e), where="edit request") from None
         m = load_model(model, pm)
         editor = m.make_editor(editor_name, explicit, preset=preset, where="--param")
-        editor.check_model(m)
+        try:
+            editor.check_model(m)
+        except KmeError as e:
+            raise type(e)(e.message, hint=e.hint, where="--param" + (f" {e.where}" if e.where else "")) from None
         if editor.resolution is not None and editor.resolution.preset:
             click.echo(f"preset {editor.resolution.preset} ({editor.resolution.preset_plugin})")
         before = m.generate([req.text], max_new_tokens=5)[0]
-        m.edit(editor, [req])
+        try:
+            m.edit(editor, [req])
+        except KmeError:
+            raise
+        except Exception as e:  # the editor itself failed (e.g. an overflow); the edit was rolled back
+            raise EditFailedError(f"editor {editor_name!r} raised {type(e).__name__}: {str(e)[:300]}; "
+                                  "the edit was rolled back", hint="check its params (learning rate, layers)") \
+                from None
         after = m.generate([req.text], max_new_tokens=5)[0]
         click.echo(f"{req.text!r}\n  before: {before!r}\n  after:  {after!r}")
         if save_patch:
@@ -193,14 +203,14 @@ def make_cli(pm: KmePluginManager) -> click.Group:
         """Show what a patch holds."""
         from pathlib import Path
 
-        mpath = Path(path) / "manifest.json"
-        if not mpath.is_file():
-            raise KmeError(f"{path} is not a kme patch: no manifest.json")
-        m = json.loads(mpath.read_text())
-        click.echo(f"base model: {m['base_model']['source']} ({m['base_model']['fingerprint']})")
-        for e in m["edits"]:
-            click.echo(f"- {e['editor']}: {len(e['requests'])} request(s), {len(e['deltas'])} weight delta(s), "
-                       f"{len(e['memory'])} memory item(s)")
+        from kme.patch import check_tensors, read_manifest, read_tensors
+
+        m = read_manifest(path)
+        check_tensors(None, m, read_tensors(path), Path(path) / "manifest.json")
+        click.echo(f"base model: {m.base_model.source} ({m.base_model.fingerprint})")
+        for e in m.edits:
+            click.echo(f"- {e.editor}: {len(e.requests)} request(s), {len(e.deltas)} weight delta(s), "
+                       f"{len(e.memory)} memory item(s)")
 
     @patch.command("apply")
     @click.argument("model")
@@ -210,8 +220,13 @@ def make_cli(pm: KmePluginManager) -> click.Group:
     @click.pass_context
     def patch_apply(ctx: click.Context, model: str, path: str, save_model: str) -> None:
         """Apply the patch at PATH to MODEL and save the result."""
-        from kme.models.loading import load_model
+        from pathlib import Path
 
+        from kme.models.loading import load_model
+        from kme.patch import check_tensors, read_manifest, read_tensors
+
+        # a damaged patch is refused before the (possibly long) model load
+        check_tensors(None, read_manifest(path), read_tensors(path), Path(path) / "manifest.json")
         m = load_model(model, _pm(ctx))
         hs = m.load_patch(path)
         m.save_pretrained(save_model)
@@ -246,7 +261,7 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
         if "=" not in item:
             raise KmeError(f"--param {item!r} must be KEY=VALUE")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        out[k.strip()] = parse_yaml(v, f"--param {k.strip()}")
     return out
 
 
@@ -261,15 +276,18 @@ def _metrics_table(summary: dict[str, Any]) -> str:
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, pm: KmePluginManager | None = None) -> int:
+    """Run ``kme ARGV``; return the exit code. ``pm``: an already built plugin manager (tests
+    that run many commands in-process), else one is built from the installed plugins."""
     from pydantic import ValidationError
 
     from kme.logs import configure_logging
 
     configure_logging(None)
     try:
-        pm = build_plugin_manager()
-        print_failures(pm)
+        if pm is None:
+            pm = build_plugin_manager()
+            print_failures(pm)
         cli = make_cli(pm)
         pm.hook.kme_register_commands(cli=cli)
         cli.main(args=argv, prog_name="kme", standalone_mode=False)

@@ -97,7 +97,22 @@ class Editor(Component):
     def check_model(self, model: "EditedModel") -> None:
         """Raise :class:`kme.errors.ConfigError` (``where`` naming the param) if these params
         cannot work on ``model``: a layer it lacks, a corpus it has none of, ... The runner
-        calls it once after the model loads, so a bad setting stops the run before any edit."""
+        calls it once after the model loads, so a bad setting stops the run before any edit.
+
+        The default checks params named ``layer`` (an int) and ``layers`` (a list of ints)
+        against the model's blocks; an override that keeps them should call ``super()``."""
+        from kme.errors import KmeError
+
+        for name in ("layer", "layers"):
+            value = getattr(self.params, name, None)
+            values = value if isinstance(value, list) else [value]
+            for i, v in enumerate(values):
+                if isinstance(v, int) and not isinstance(v, bool):
+                    try:
+                        model.check_layer(v)
+                    except KmeError as e:
+                        raise ConfigError(e.message, hint=e.hint,
+                                          where=name + (f"[{i}]" if isinstance(value, list) else "")) from None
 
     def lookup(self, model: "EditedModel", handle: "EditHandle", prompts: list[str]) -> list["MemoryHit"]:
         """Memory editors: the stored items of ``handle`` relevant to ``prompts``."""

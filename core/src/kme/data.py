@@ -30,7 +30,28 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Probe(_Model):
+#: Longest text a request may carry (characters). Far above any model's context, and far
+#: below what would exhaust memory when tokenized (a 50 MB record field).
+MAX_TEXT_CHARS = 1_000_000
+
+
+class _TextModel(_Model):
+    """A record of texts for the model: a string longer than :data:`MAX_TEXT_CHARS` is refused
+    when the record is read, before anything tokenizes it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_texts(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for k, v in data.items():
+                for x in (v if isinstance(v, list) else [v]):
+                    if isinstance(x, str) and len(x) > MAX_TEXT_CHARS:
+                        raise ValueError(f"{k} is {len(x):,} characters long; texts are limited to "
+                                         f"{MAX_TEXT_CHARS:,} (no model's context holds more)")
+        return data
+
+
+class Probe(_TextModel):
     """A prompt with the answer it should produce (e.g. a neighbourhood prompt and its
     unchanged object)."""
 
@@ -45,7 +66,7 @@ class Probe(_Model):
         return v
 
 
-class PortabilityQuestion(_Model):
+class PortabilityQuestion(_TextModel):
     """A question whose answer should follow from the edit (portability, multi-hop).
 
     ``target_new`` is the answer expected after the edit, ``target_true`` the one before it.
@@ -60,7 +81,7 @@ class PortabilityQuestion(_Model):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
-class EditRequest(_Model):
+class EditRequest(_TextModel):
     """One edit ``e = (s, r, o -> o*)`` with its evaluation probes.
 
     ``prompt`` is the relation prompt ``r`` with a ``{}`` slot for the subject

@@ -173,6 +173,48 @@ class EditedModel:
                            hint="pick a layer in range, or let a locator choose it")
         return layer % n
 
+    @property
+    def context_length(self) -> int | None:
+        """Most tokens one forward pass may hold (from the config), or ``None`` if unstated."""
+        cfg = self.model.config
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            v = getattr(cfg, attr, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        return None
+
+    def check_fits(self, requests: Sequence[EditRequest], where: str | None = None) -> None:
+        """Refuse a request whose prompt (with its target) is longer than the model's context:
+        positions past the context make the model fail deep inside (``IndexError``) or, with
+        rotary embeddings, score nonsense. Checked once, when the dataset is loaded."""
+        from kme.errors import DatasetRecordError
+
+        ctx = self.context_length
+        if ctx is None:
+            return
+        for r in requests:
+            texts = [("prompt", r.text, r.target_new)]
+            texts += [(f"paraphrase_prompts[{i}]", p, r.target_new) for i, p in enumerate(r.paraphrase_prompts)]
+            texts += [(f"neighborhood[{i}].prompt", n.prompt, n.target) for i, n in enumerate(r.neighborhood)]
+            texts += [(f"portability[{i}].prompt", q.prompt, q.target_new) for i, q in enumerate(r.portability)]
+            texts += [(f"generation_prompts[{i}]", p, "") for i, p in enumerate(r.generation_prompts)]
+            for name, text, target in texts:
+                if len(text.encode()) + len(target.encode()) + 2 < ctx:  # a token is at least a byte
+                    continue
+                n = len(self._encode(text)) + len(self.target_ids(text, target) if target else [])
+                if n > ctx:
+                    raise DatasetRecordError(
+                        f"request {r.case_id!r}: {name} with its target is {n} tokens, longer than the model's "
+                        f"context of {ctx} tokens", where=where,
+                        hint="shorten or leave out this record (e.g. with the dataset's limit), or use a model "
+                             "with a longer context")
+
+    def _check_length(self, n: int, text: str) -> None:
+        ctx = self.context_length
+        if ctx is not None and n > ctx:
+            raise KmeError(f"input of {n} tokens is longer than the model's context of {ctx} tokens: "
+                           f"{text[:80]!r}...", hint="shorten the prompt (or the memory context placed before it)")
+
     def weight_name(self, layer: int, part: str = "mlp_out") -> str:
         """Parameter name of ``part``'s weight in block ``layer`` (range-checked)."""
         return self.layout.weight_name(self.check_layer(layer), part)  # type: ignore[arg-type]
@@ -333,8 +375,23 @@ class EditedModel:
                     t(True)
 
     def check_finite(self, handle: EditHandle) -> list[str]:
-        """Names of parameters changed by ``handle`` that now hold NaN or inf."""
-        return [n for n in handle.deltas if not torch.isfinite(self.parameter(n)).all()]
+        """What ``handle`` left holding NaN or inf: changed parameters (by name), added state
+        tensors (``state:<name>``) and memory items (``memory[<i>]``). Every kind of edit is
+        checked, so an extension's codebook or a memory item cannot diverge unnoticed."""
+        bad = [n for n in handle.deltas if not torch.isfinite(self.parameter(n)).all()]
+        bad += [f"state:{n}" for n, t in handle.state.items()
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
+        bad += [f"memory[{i}]" for i, item in enumerate(handle.memory) if not _all_finite(item)]
+        return bad
+
+    def outputs_finite(self, prompts: Sequence[str]) -> bool:
+        """Whether the next-token distributions after ``prompts`` are finite (no NaN/inf)."""
+        if not prompts:
+            return True
+        try:
+            return bool(torch.isfinite(self.next_token_logprobs(prompts, use_memory=False)).all())
+        except KmeError:  # e.g. a prompt longer than the context: not this check's concern
+            return True
 
     # -- persistence --------------------------------------------------------------------
     def save_patch(self, path: str, handles: Sequence[EditHandle] | None = None) -> None:
@@ -427,6 +484,7 @@ class EditedModel:
             tid = self.target_ids(p, t)
             if not tid:
                 raise KmeError(f"target {t!r} of prompt {p!r} encodes to no tokens")
+            self._check_length(len(pid) + len(tid), c)
             seqs.append((pid, tid))
         out: list[TargetScore | None] = [None] * len(seqs)
         order = sorted(range(len(seqs)), key=lambda i: -(len(seqs[i][0]) + len(seqs[i][1])))
@@ -462,6 +520,8 @@ class EditedModel:
 
     def _next_texts(self, texts: list[str], batch_size: int) -> list[torch.Tensor]:
         enc = [self._encode(t) for t in texts]
+        for e, t in zip(enc, texts):
+            self._check_length(len(e), t)
         rows: list[torch.Tensor | None] = [None] * len(enc)
         pad = self.tokenizer.pad_token_id
         order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
@@ -508,6 +568,22 @@ class EditedModel:
 
     def __repr__(self) -> str:
         return f"<EditedModel {self.source!r} {self.layout.model_type} edits={len(self.stack)}>"
+
+
+def _all_finite(value: Any) -> bool:
+    """No float (or tensor) inside ``value`` (nested lists/dicts) is NaN or inf."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all():
+            return False
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return True
 
 
 def finite_or_none(x: float) -> float | None:

@@ -19,8 +19,14 @@ class KmeError(Exception):
         self.where = where
         super().__init__(self.render())
 
+    #: Longest message shown: a record's 50 MB field quoted in full would bury the point.
+    max_chars = 2000
+
     def render(self) -> str:
-        text = f"{self.where}: {self.message}" if self.where else self.message
+        message = self.message
+        if len(message) > self.max_chars:
+            message = message[: self.max_chars] + f"... ({len(message) - self.max_chars:,} more characters)"
+        text = f"{self.where}: {message}" if self.where else message
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text

@@ -111,7 +111,8 @@ class KmePluginManager(pluggy.PluginManager):
                 plugin = ep.load()
                 self.add_plugin(plugin, name=ep.name, info=PluginInfo(
                     name=ep.name, distribution=dname, version=dist.version if dist else None))
-            except Exception as e:  # a broken plugin must not take the others down
+            except BaseException as e:  # a broken plugin must not take the others down, even one
+                # that calls sys.exit() or raises KeyboardInterrupt while it is imported
                 self.failures.append(PluginFailure(ep.name, dname, f"{type(e).__name__}: {e}", "import",
                                                    traceback.format_exc()))
 
@@ -148,7 +149,7 @@ class KmePluginManager(pluggy.PluginManager):
                 pname = self.get_name(impl.plugin) or repr(impl.plugin)
                 try:
                     impl.function(*([Register(registry, pname)] if impl.argnames else []))
-                except Exception as e:
+                except BaseException as e:
                     if pname in strict_names:
                         raise
                     info = self.infos.get(pname)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = structlog.get_logger("kme")
 
+#: Edit prompts run through the edited model after each edit to check its outputs are finite.
+_PROBE_PROMPTS = 4
+
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -57,12 +60,19 @@ def kme_edit(model: "EditedModel", editor: "Editor", requests: list["EditRequest
     if handle is None:
         return handle
     bad = model.check_finite(handle)
+    if not bad and handle.kind != "memory" and (handle.deltas or handle.state):
+        # finite weights can still overflow in the forward pass (a huge but finite delta)
+        bad = [] if model.outputs_finite([r.text for r in requests[:_PROBE_PROMPTS]]) else ["outputs"]
     if bad:
         model.rollback(handle)
-        log.warning("edit.rolled_back", editor=editor.name, reason="non-finite weights", params=bad[:5])
+        log.warning("edit.rolled_back", editor=editor.name, reason="non-finite weights or state", params=bad[:5])
+        if bad == ["outputs"]:
+            what = "the model's outputs on its edit prompts (its weights are finite but overflow)"
+        else:
+            kind = "parameter(s)" if all(":" not in b and "[" not in b for b in bad) else "parameter(s)/state"
+            what = f"{len(bad)} {kind} ({', '.join(bad[:3])})"
         raise EditFailedError(
-            f"editor {editor.name!r} produced NaN/inf in {len(bad)} parameter(s) ({', '.join(bad[:3])}); "
-            "the edit was rolled back",
+            f"editor {editor.name!r} produced NaN/inf in {what}; the edit was rolled back",
             hint="lower the learning rate / clamp norm, or check the request's targets",
         )
     handle.meta["edit_seconds"] = elapsed

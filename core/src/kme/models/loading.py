@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kme.errors import ModelLoadError, did_you_mean
 
@@ -24,9 +26,9 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(min_length=1, description="alias, local directory or hub id")
     dtype: DType = "float32"
-    device: str = "cpu"
+    device: str = Field("cpu", description="cpu, cuda, cuda:N or mps")
     revision: str | None = None
     trust_remote_code: bool = False
 
@@ -34,6 +36,45 @@ class ModelSpec(BaseModel):
     @classmethod
     def _from_string(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():  # '' would load the current directory
+            raise ValueError("must name a model (an alias, a local directory or a hub id)")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if not _DEVICE.fullmatch(v):
+            raise ValueError(f"{v!r} is not a device kme can place a model on: use cpu, cuda, cuda:N or mps")
+        return v
+
+
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,3})?|mps")
+
+
+def check_device(device: str) -> None:
+    """Refuse, before loading weights, a device this torch build or machine does not have."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device {device!r} is not available: this torch build or machine has no CUDA "
+                                 "device", where="model.device", hint="use device: cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ModelLoadError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s)",
+                                 where="model.device", hint="use cuda:0 .. cuda:N-1")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' is not available on this machine", where="model.device",
+                             hint="use device: cpu")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def resolve_model_path(name: str, pm: "KmePluginManager") -> str:
@@ -55,6 +96,7 @@ def load_model(spec: ModelSpec | str, pm: "KmePluginManager") -> "EditedModel":
     from kme.edited import EditedModel
 
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec(name=spec)
+    check_device(spec.device)
     target = resolve_model_path(spec.name, pm)
     local = Path(target).expanduser()
     is_local = local.exists()
@@ -91,8 +133,17 @@ def load_model(spec: ModelSpec | str, pm: "KmePluginManager") -> "EditedModel":
         model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
     except (OSError, ValueError) as e:
-        raise ModelLoadError(f"could not load weights or tokenizer of {spec.name!r}: {str(e).splitlines()[0]}",
+        raise ModelLoadError(f"could not load weights or tokenizer of {spec.name!r}: {_first_line(e)}",
                              where="model") from None
+    except Exception as e:  # e.g. UnpicklingError: torch refuses a pickled checkpoint
+        if type(e).__name__ not in ("UnpicklingError", "SafetensorError", "HeaderTooLarge", "JSONDecodeError",
+                                    "UnicodeDecodeError", "EnvironmentError"):
+            raise
+        why = ("its weights are a pickle, which torch refuses to load (it could run code)"
+               if type(e).__name__ == "UnpicklingError" else f"{type(e).__name__}: {_first_line(e)}")
+        raise ModelLoadError(f"could not read the weights or tokenizer of {spec.name!r}: {why}", where="model",
+                             hint="kme loads safetensors weights; re-save the model with "
+                                  "save_pretrained(safe_serialization=True)") from None
     model.to(spec.device)
     model.eval()
     return EditedModel(model, tokenizer, pm.layouts.get(model_type), pm, source=spec.name)

@@ -12,6 +12,7 @@ The run folder (``docs/run-folder.md``):
 - ``summary.json``     the public summary (``docs/summary-format.md``)
 - ``report.md``        a short human-readable report
 - ``log.jsonl``        structured events
+- ``.lock``            held (OS file lock) by the process running in the folder; holds its pid
 
 ``--resume`` skips finished batches (and, sequentially, re-applies the saved edits) so no
 finished work is repeated or lost.
@@ -19,17 +20,20 @@ finished work is repeated or lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from kme.data import EditRecord, EditRequest, RunSummary
-from kme.errors import ConfigError, EditFailedError, KmeError
+from kme.errors import ConfigError, EditFailedError, KmeError, ModelLoadError, UnknownComponentError
 from kme.evaluation import EvalContext
 from kme.logs import close_logging, configure_logging
 from kme.pipeline.spec import PipelineSpec, validate_components
@@ -98,6 +102,39 @@ class RunDir:
             f.write("".join(json.dumps(r, default=str) + "\n" for r in rows))
 
 
+@contextlib.contextmanager
+def lock_run_dir(path: Path) -> Iterator[None]:
+    """Hold an exclusive OS lock on run folder ``path`` for the whole run.
+
+    Two processes appending to one ``edits.jsonl`` duplicate and reorder records, so a second
+    run, ``--resume`` or ``--overwrite`` on a folder in use stops with the holder's pid. The
+    lock is released by the OS when the process ends, even on ``kill -9``.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    f = open(path / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise ConfigError(f"run folder {str(path)!r} is in use by another kme process (pid {holder})",
+                              hint="wait for that run to finish, or write this one elsewhere "
+                                                  "with --out DIR") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # closing the descriptor releases the lock
+
+
 def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -141,6 +178,14 @@ def run_pipeline(spec: PipelineSpec, pm: "KmePluginManager", *, out_dir: str | P
     rd = RunDir(run_path)
     config = spec.resolved()
     config["output"] = str(run_path)
+    with lock_run_dir(run_path):
+        return _locked_run(spec, pm, comps, rd, config, resume, overwrite, progress, verbose, source)
+
+
+def _locked_run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: RunDir,
+                config: dict[str, Any], resume: bool, overwrite: bool, progress: bool, verbose: bool,
+                source: str) -> dict[str, Any]:
+    run_path = rd.path
     if rd.holds_run() and overwrite:
         rd.clear()
     if rd.holds_run():
@@ -153,7 +198,7 @@ def run_pipeline(spec: PipelineSpec, pm: "KmePluginManager", *, out_dir: str | P
         if diff:
             raise ConfigError(f"cannot resume: the pipeline differs from the run in {str(run_path)!r} "
                               f"in {', '.join(diff)}", hint="resume with the same pipeline, or use a new --out")
-    elif resume and run_path.exists() and any(run_path.iterdir()):
+    elif resume and run_path.exists() and any(p.name != ".lock" for p in run_path.iterdir()):
         raise ConfigError(f"nothing to resume in {str(run_path)!r}: it holds no config.json")
     run_path.mkdir(parents=True, exist_ok=True)
     prev = json.loads(rd.config.read_text()).get("resolved") if rd.holds_run() else None
@@ -220,19 +265,21 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
     pm.hook.kme_run_start(config=config, run_dir=str(rd.path))
     _seed_everything(spec.seed)
 
-    t0 = time.perf_counter()
-    model = load_model(spec.model, pm)
-    timings["load_model_s"] = time.perf_counter() - t0
-    comps["editors"], config["resolved"] = _resolve(spec, pm, comps, model, rd, source)
-
+    # the dataset first: a bad record stops the run before a (possibly long) model load
     t0 = time.perf_counter()
     requests: list[EditRequest] = list(comps["dataset"].load())
     if spec.protocol.num_edits is not None:
         requests = requests[: spec.protocol.num_edits]
     if not requests:
-        raise ConfigError(f"dataset {spec.dataset.name!r} produced no requests", where="dataset",
+        raise ConfigError(f"dataset {spec.dataset.name!r} produced no requests", where=f"{source}: dataset",
                           hint="check its path/split/limit options")
     timings["load_dataset_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    model = load_model(spec.model, pm)
+    timings["load_model_s"] = time.perf_counter() - t0
+    comps["editors"], config["resolved"] = _resolve(spec, pm, comps, model, rd, source)
+    model.check_fits(requests, where=f"{source}: dataset {spec.dataset.name!r}")
 
     editors: list[Editor] = comps["editors"]
     metrics: list[Metric] = comps["metrics"]
@@ -285,11 +332,15 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: dict[str, Any], rd: 
             t = time.perf_counter()
             try:
                 h = model.edit(ed, batch, location=location)
-            except EditFailedError as e:
+            except (ConfigError, UnknownComponentError, ModelLoadError):
+                raise  # the pipeline itself is wrong: every batch would fail the same way
+            except Exception as e:  # NaN rolled back, or the editor raised: this batch failed, the run goes on
                 for done_h in reversed(made):  # a batch is applied whole or not at all
                     model.undo(done_h)
-                failures.append({"batch": b, "editor": ed.name, "error": e.message})
-                return timing, location.model_dump() if location else None, e.message
+                msg = e.message if isinstance(e, KmeError) else \
+                    f"editor {ed.name!r} raised {type(e).__name__}: {str(e)[:300]}; the edit was rolled back"
+                failures.append({"batch": b, "editor": ed.name, "error": msg})
+                return timing, location.model_dump() if location else None, msg
             made.append(h)
             decided.append(h)
             timing[f"{ed.name}_s"] = time.perf_counter() - t

@@ -5,13 +5,14 @@ A pipeline can name only registered components; no field imports or executes cod
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kme.errors import ConfigError, format_validation_error
+from kme.files import parse_yaml, read_text
 from kme.models.loading import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,6 +24,10 @@ __all__ = ["ComponentRef", "EditorRef", "DatasetRef", "ProtocolSpec", "PipelineS
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+#: An int that YAML wrote as an int: ``true`` or ``"3"`` is refused, not read as 1 or 3.
+StrictInt = Annotated[int, Field(strict=True)]
 
 
 class ComponentRef(_Strict):
@@ -57,12 +62,24 @@ class DatasetRef(BaseModel):
     def _from_string(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
 
+    @model_validator(mode="after")
+    def _one_place_per_option(self) -> "DatasetRef":
+        extra = dict(self.model_extra or {})
+        nested = extra.pop("params", None)
+        if nested is None:
+            return self
+        if not isinstance(nested, dict):
+            raise ValueError(f"params must be a mapping of the dataset's options, got {type(nested).__name__}")
+        twice = sorted(set(nested) & set(extra))
+        if twice:
+            raise ValueError(f"option(s) {', '.join(map(str, twice))} given both beside the name and under "
+                             "params; give each once")
+        return self
+
     @property
     def options(self) -> dict[str, Any]:
         extra = dict(self.model_extra or {})
         nested = extra.pop("params", None) or {}
-        if not isinstance(nested, dict):
-            raise ConfigError("dataset.params must be a mapping")
         return {**nested, **extra}
 
 
@@ -77,10 +94,10 @@ class ProtocolSpec(_Strict):
     """
 
     mode: Literal["batch", "sequential"] = "batch"
-    batch_size: int = Field(1, ge=1)
-    num_edits: int | None = Field(None, ge=1)
-    checkpoints: list[int] | None = None
-    eval_batch_size: int = Field(64, ge=1)
+    batch_size: StrictInt = Field(1, ge=1)
+    num_edits: StrictInt | None = Field(None, ge=1)
+    checkpoints: list[StrictInt] | None = None
+    eval_batch_size: StrictInt = Field(64, ge=1)
 
     @field_validator("checkpoints")
     @classmethod
@@ -107,7 +124,7 @@ class PipelineSpec(_Strict):
     locator: ComponentRef | None = None
     metrics: list[ComponentRef] = Field(min_length=1)
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
-    seed: int = 0
+    seed: StrictInt = Field(0, ge=0, lt=2**63, description="seeds Python, NumPy and torch (a 63-bit integer)")
     output: str | None = None
 
     def resolved(self) -> dict[str, Any]:
@@ -130,15 +147,9 @@ def parse_pipeline(data: Any, source: str = "<pipeline>") -> PipelineSpec:
 def load_pipeline(path: str | Path) -> PipelineSpec:
     """Read and validate a pipeline YAML file (no plugin or model is touched)."""
     p = Path(path)
-    if not p.is_file():
+    if not p.is_file() and not p.is_dir():
         raise ConfigError(f"pipeline file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"malformed YAML{at}: {problem}", where=str(p)) from None
+    data = parse_yaml(read_text(p, what="pipeline file"), str(p))
     return parse_pipeline(data, str(p))
 
 
@@ -169,8 +180,7 @@ def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str 
         cls = pm.locators.get(spec.locator.name, where=f"{source}: locator.name")
         out["locator"] = cls(cls.parse_params(spec.locator.params, where=f"{source}: locator.params"))
     out["metrics"] = []
-    names = [m.name for m in spec.metrics]
-    dup = {n for n in names if names.count(n) > 1}
+    dup = {n for n, k in Counter(m.name for m in spec.metrics).items() if k > 1}
     if dup:
         raise ConfigError(f"metric(s) listed twice: {', '.join(sorted(dup))}", where=f"{source}: metrics")
     for i, ref in enumerate(spec.metrics):

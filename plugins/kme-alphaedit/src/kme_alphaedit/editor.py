@@ -74,6 +74,7 @@ class AlphaEditEditor(kme.Editor):
         return gram
 
     def check_model(self, model: "EditedModel") -> None:
+        super().check_model(model)
         self.params.check_stats(model)  # type: ignore[attr-defined]
 
     def apply(self, model: "EditedModel", requests: list["EditRequest"],

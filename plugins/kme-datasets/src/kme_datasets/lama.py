@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from kme_datasets.base import SourceDataset, SourceParams
 from kme_datasets.fields import Record, SkipRecord
+from kme.files import read_text
 from kme_datasets.prompts import lama_prompt
 
 __all__ = ["TRex", "ParaRel", "LamaParams", "read_relation_templates", "read_patterns"]
@@ -20,7 +21,7 @@ __all__ = ["TRex", "ParaRel", "LamaParams", "read_relation_templates", "read_pat
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text(path, what="dataset file", error=DatasetRecordError).splitlines(), start=1):
         if line.strip():
             try:
                 row = json.loads(line)

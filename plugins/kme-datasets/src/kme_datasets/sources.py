@@ -8,12 +8,14 @@ KnowEdit's Sanitation split) plus a label naming where it came from, for error m
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from kme.errors import ConfigError, DatasetRecordError, KmeError
+from kme.files import check_depth, depth_error, read_text
 
 __all__ = ["DatasetUnavailableError", "read_path", "read_hub", "resolve_split_file", "SUFFIXES"]
 
@@ -51,10 +53,12 @@ def _read_json_lines(text: str, label: str) -> list[Any]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            out.append(check_depth(json.loads(line), f"{label}: line {n}", error=DatasetRecordError))
         except json.JSONDecodeError as e:
             raise DatasetRecordError(f"line {n} is not valid JSON ({e.msg} at column {e.colno})", where=label,
                                      hint="a .jsonl file holds one JSON object per line") from None
+        except RecursionError:
+            raise depth_error(f"{label}: line {n}", DatasetRecordError) from None
     return out
 
 
@@ -75,17 +79,21 @@ def read_path(path: str | os.PathLike[str], split: str | None = None) -> tuple[A
             return pq.read_table(p).to_pylist(), label
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise DatasetRecordError(f"cannot read Parquet: {e}", where=label) from None
+    text = read_text(p, what="dataset file", error=DatasetRecordError, where=label)
     if suffix == ".csv":
-        with p.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f)), label
-    text = p.read_text(encoding="utf-8")
+        try:
+            return list(csv.DictReader(io.StringIO(text, newline=""))), label
+        except csv.Error as e:
+            raise DatasetRecordError(f"not valid CSV ({e})", where=label) from None
     if suffix == ".jsonl":
         return _read_json_lines(text, label), label
     if suffix != ".json":
         raise ConfigError(f"unsupported file type {suffix!r} for {label!r}", where="dataset.path",
                           hint="give a .json, .jsonl, .parquet or .csv file as published")
     try:
-        return json.loads(text), label
+        return check_depth(json.loads(text), label, error=DatasetRecordError), label
+    except RecursionError:
+        raise depth_error(label, DatasetRecordError) from None
     except json.JSONDecodeError as e:
         # Some datasets publish JSON lines under a .json name (ECBD, KILT files).
         if e.msg == "Extra data":

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kme.errors import DatasetRecordError
+from kme.files import depth_error, read_text
 
 from kme_factworld.vocab import (CITY_ENDINGS, HALF, MULTIHOP, N_TRAINED, NOVEL, RELATIONS, SYLLABLES,
                                  RelationSpec)
@@ -269,7 +270,9 @@ def load_world(path: str | Path | None = None) -> World:
         raise DatasetRecordError(f"world file {str(p)!r} does not exist",
                                  hint="regenerate it with `kme factworld world --out FILE`")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(read_text(p, what="world file", error=DatasetRecordError))
     except json.JSONDecodeError as e:
         raise DatasetRecordError(f"invalid JSON: {e}", where=str(p)) from None
+    except RecursionError:
+        raise depth_error(str(p), DatasetRecordError) from None
     return World.from_json(data, where=str(p))

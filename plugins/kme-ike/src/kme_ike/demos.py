@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from kme.data import EditRequest
 from kme.edited import join_target
 from kme.errors import ConfigError, DatasetRecordError
+from kme.files import read_text
+from kme.templates import render
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
@@ -78,7 +80,7 @@ def _read_file(path: str) -> list[EditRequest]:
     if not p.is_file():
         raise ConfigError(f"demonstration file {path!r} does not exist", where="editor params.demo_file",
                           hint="a JSON list (or JSON lines) of kme EditRequest records")
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p, what="demonstration file", error=DatasetRecordError, where=f"{path} (editor params.demo_file)")
     try:
         rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(ln) for ln in text.splitlines()
                                                                         if ln.strip()]
@@ -101,8 +103,8 @@ def build_demos(requests: list[EditRequest], per_kind: int = 1, template: str = 
         fact = fact_text(r.text, r.target_new)
 
         def demo(kind: str, prompt: str, answer: str) -> Demo:
-            return Demo(kind=kind, text=template.format(fact=fact, prompt=prompt,
-                                                        answer=join_target(prompt, answer)))
+            return Demo(kind=kind, text=render(template, ("fact", "prompt", "answer"), fact=fact, prompt=prompt,
+                                               answer=join_target(prompt, answer)))
 
         out.append(demo("copy", r.text, r.target_new))
         out += [demo("update", p, r.target_new) for p in r.paraphrase_prompts[:per_kind]]

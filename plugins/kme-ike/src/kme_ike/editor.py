@@ -6,11 +6,12 @@ stored fact nearest to the query, with its demonstrations, is placed before the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 import kme
+from kme.templates import render, template_validator
 
 from kme_ike.demos import DEMO_TEMPLATE, QUERY_TEMPLATE, DemoSource, build_demos, fact_text, load_demo_requests
 from kme_ike.memory import SharedMemory, editor_handles
@@ -20,6 +21,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditHandle, EditRequest, Location, MemoryHit
 
 __all__ = ["IKEEditor", "IKEParams"]
+
+DEMO_FIELDS = ("fact", "prompt", "answer")
+QUERY_FIELDS = ("fact",)
 
 
 class IKEParams(kme.Params):
@@ -36,9 +40,9 @@ class IKEParams(kme.Params):
     facts_per_query: int = Field(1, ge=1, description="stored new facts placed before each query")
     max_context_tokens: int | None = Field(None, ge=1, description="token budget of the context (default: the "
                                                                    "model's context length minus 64)")
-    demo_template: str = Field(DEMO_TEMPLATE, description="format of a demonstration ({fact}, {prompt}, "
+    demo_template: Annotated[str, template_validator(DEMO_FIELDS)] = Field(DEMO_TEMPLATE, description="format of a demonstration ({fact}, {prompt}, "
                                                           "{answer} = the answer with its leading space)")
-    query_template: str = Field(QUERY_TEMPLATE, description="format placed right before the query ({fact})")
+    query_template: Annotated[str, template_validator(QUERY_FIELDS)] = Field(QUERY_TEMPLATE, description="format placed right before the query ({fact})")
 
 
 _pools: dict[tuple[Any, ...], tuple[list[Any], Index]] = {}
@@ -62,7 +66,7 @@ class IKEEditor(kme.Editor):
         items = []
         for r in requests:
             fact = fact_text(r.text, r.target_new)
-            tail = p.query_template.format(fact=fact)
+            tail = render(p.query_template, QUERY_FIELDS, fact=fact)
             hits = index.search([f"New Fact: {fact}\nPrompt: {r.text}"], p.k)[0] if p.k and len(index) else []
             chosen = [pool[i] for i, _ in hits]
             # most similar last (next to the query); drop the least similar to fit the budget

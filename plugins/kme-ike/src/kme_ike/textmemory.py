@@ -127,10 +127,9 @@ def _read_manifest(patch_dir: str) -> dict[str, Any]:
     if not path.is_file():
         raise KmeError(f"{patch_dir} is not a kme patch: no manifest.json",
                        hint="create one with `add --model NAME`, or pass a folder written by save_patch")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise KmeError(f"{path}: not valid JSON ({e})") from None
+    from kme.patch import read_manifest
+
+    return read_manifest(patch_dir).model_dump(mode="json")
 
 
 def memory_command(editor_name: str, fields: tuple[str, ...], help_text: str) -> "click.Group":

@@ -11,11 +11,12 @@ model itself interprets the consequence in context.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
 import kme
+from kme.templates import render, template_validator
 from kme_ike.demos import fact_text
 from kme_ike.retrieval import EmbedderName
 from kme_ike.textmemory import TextMemoryEditor
@@ -35,7 +36,7 @@ class LanguagePatchParams(kme.Params):
     embedder_model: str | None = Field(None, description="hub id or local path (embedder: transformers)")
     candidates: int = Field(8, ge=1, description="patches, nearest first, whose gate is evaluated per query")
     max_items: int = Field(1, ge=1, description="patches applied to a query at most")
-    template: str = Field("Note: {consequence}\n", description="how an applied patch reads before the query "
+    template: Annotated[str, template_validator(("condition", "consequence"))] = Field("Note: {consequence}\n", description="how an applied patch reads before the query "
                                                                "({condition}, {consequence})")
 
 
@@ -63,4 +64,4 @@ class LanguagePatchEditor(TextMemoryEditor):
         return score >= p.threshold
 
     def render(self, items: list[dict[str, Any]]) -> str:
-        return "".join(self.params.template.format(**it) for it in items)  # type: ignore[attr-defined]
+        return "".join(render(self.params.template, ("condition", "consequence"), **it) for it in items)  # type: ignore[attr-defined]

@@ -8,13 +8,15 @@ import json
 import weakref
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
 import kme
 from kme.edited import join_target
 from kme.errors import ConfigError
+from kme.templates import render, template_validator
+from kme.files import read_text
 
 from kme_ike.demos import fact_text
 from kme_ike.memory import SharedMemory, editor_handles
@@ -42,7 +44,7 @@ class MelloParams(kme.Params):
                                                                "sub-question is not shown (0: always the nearest "
                                                                "fact, as in the paper)")
     embedder_model: str | None = Field(None, description="hub id or local path (embedder: transformers)")
-    answer_template: str = Field(FACT_CONTEXT, description="how MeLLo's answer is stated before the query "
+    answer_template: Annotated[str, template_validator(("fact",))] = Field(FACT_CONTEXT, description="how MeLLo's answer is stated before the query "
                                                            "({fact} = the question completed by the answer)")
 
 
@@ -53,7 +55,7 @@ def load_rules(path: str) -> list[Rule]:
                           hint="a JSON list of {\"question\": template, \"hops\": [templates]}; "
                                "`kme mello rules --world WORLD.json` writes one for a fact world")
     try:
-        rows = json.loads(p.read_text(encoding="utf-8"))
+        rows = json.loads(read_text(p, what="rules file", where="editor 'mello' params.rules_file"))
         rules = [Rule.model_validate(r) for r in rows]
     except Exception as e:  # noqa: BLE001 - JSON and validation errors get the same advice
         raise ConfigError(f"{path}: not a valid rules file ({str(e).splitlines()[0]})",
@@ -99,7 +101,7 @@ class MelloEditor(kme.Editor):
         traces = self.solve(model, prompts)
         p: MelloParams = self.params  # type: ignore[assignment]
         return [kme.MemoryHit(prompt_index=i, source=self.name,
-                              context=p.answer_template.format(fact=q + join_target(q, t.answer)))
+                              context=render(p.answer_template, ("fact",), fact=q + join_target(q, t.answer)))
                 for i, (q, t) in enumerate(zip(prompts, traces)) if t.revised and t.answer]
 
     def solve(self, model: "EditedModel", questions: list[str]) -> list[Trace]:
@@ -141,7 +143,7 @@ class MelloEditor(kme.Editor):
             if not path.is_file():
                 raise ConfigError(f"prompt file {p.prompt_file!r} does not exist",
                                   where="editor 'mello' params.prompt_file")
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path, what="prompt file", where="editor 'mello' params.prompt_file")
         else:
             text = resources.files("kme_mello").joinpath("default_prompt.txt").read_text(encoding="utf-8")
         return text if text.endswith("\n\n") else text.rstrip("\n") + "\n\n"

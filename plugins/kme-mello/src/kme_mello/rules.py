@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kme.errors import ConfigError
+from kme.files import read_json
 
 from kme_mello.solver import Rule
 
@@ -25,7 +26,7 @@ def rules_from_world(world: dict[str, Any] | str | Path) -> list[Rule]:
         p = Path(world)
         if not p.is_file():
             raise ConfigError(f"world file {str(p)!r} does not exist")
-        world = json.loads(p.read_text(encoding="utf-8"))
+        world = read_json(p, what="world file")
     try:
         relations = world["relations"]
         multihop = world.get("multihop", {})

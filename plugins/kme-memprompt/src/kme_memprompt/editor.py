@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field
 
 import kme
+from kme.templates import render, template_validator
 from kme_ike.demos import fact_text
 from kme_ike.retrieval import EmbedderName
 from kme_ike.textmemory import TextMemoryEditor
@@ -24,7 +25,7 @@ class MemPromptParams(kme.Params):
     embedder_model: str | None = Field(None, description="hub id or local path (embedder: transformers)")
     candidates: int = Field(1, ge=1, description="nearest stored questions considered per query")
     max_items: int = Field(1, ge=1, description="feedback items placed before a query at most")
-    template: str = Field("Note: {feedback}\n", description="how one feedback item reads before the query "
+    template: Annotated[str, template_validator(("feedback", "question"))] = Field("Note: {feedback}\n", description="how one feedback item reads before the query "
                                                             "({feedback}, {question})")
 
 
@@ -43,4 +44,4 @@ class MemPromptEditor(TextMemoryEditor):
         return score >= self.params.threshold  # type: ignore[attr-defined]
 
     def render(self, items: list[dict[str, Any]]) -> str:
-        return "".join(self.params.template.format(**it) for it in items)  # type: ignore[attr-defined]
+        return "".join(render(self.params.template, ("feedback", "question"), **it) for it in items)  # type: ignore[attr-defined]

@@ -37,6 +37,7 @@ class PMETEditor(kme.Editor):
     capabilities = kme.Capabilities(kind="parametric", batch=True, sequential=True, needs_covariance=True)
 
     def check_model(self, model: "EditedModel") -> None:
+        super().check_model(model)
         self.params.check_stats(model)  # type: ignore[attr-defined]
 
     def apply(self, model: "EditedModel", requests: list["EditRequest"],

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from kme.errors import ConfigError
+from kme.files import read_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
@@ -35,7 +36,7 @@ def memory_texts(model: "EditedModel", texts: list[str] | None, path: str | None
         if not p.is_file():
             raise ConfigError(f"memory file {path!r} does not exist", where="editor params.memory_file",
                               hint="give a text file with one memory text per line")
-        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in read_text(p, what="memory file", where="editor params.memory_file").splitlines() if ln.strip()]
         if not lines:
             raise ConfigError(f"memory file {path!r} holds no text", where="editor params.memory_file")
         return lines
