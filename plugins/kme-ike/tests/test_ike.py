@@ -13,8 +13,9 @@ import kme
 from kme.conformance import EditorConformance, default_requests
 from kme.testing import tiny_model
 
+from kme_memlib.retrieval import Index, TfidfEmbedder, make_embedder
+
 from kme_ike.demos import build_demos
-from kme_ike.retrieval import Index, TfidfEmbedder, make_embedder
 
 
 def _demo_requests() -> list[kme.EditRequest]:

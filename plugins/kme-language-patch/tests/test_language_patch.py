@@ -13,7 +13,7 @@ from kme.cli import make_cli
 from kme.conformance import EditorConformance, default_requests
 from kme.testing import tiny_model, tiny_tokenizer
 
-from kme_ike.textmemory import add_item
+from kme_memlib.textmemory import add_item
 from kme_language_patch.editor import _mentions
 
 

@@ -14,7 +14,7 @@ from kme.cli import make_cli
 from kme.conformance import EditorConformance, default_requests
 from kme.testing import tiny_model
 
-from kme_ike.textmemory import add_item, list_items, remove_item
+from kme_memlib.textmemory import add_item, list_items, remove_item
 
 
 class TestMemPromptConformance(EditorConformance):

@@ -22,7 +22,7 @@ from pydantic import Field
 import kme
 from kme.errors import EditFailedError
 from kme_editlib.defaults import param_source
-from kme_memit.editor import MultiLayerParams
+from kme_editlib.params import MultiLayerParams
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -15,9 +15,11 @@ def stats() -> None:
 
 
 @stats.command("compute")
-@click.option("--model", "model_name", default="factworld", show_default=True, help="Alias, local path or hub id.")
+@click.option("--model", "model_name", required=True, help="Alias (e.g. one `kme plugins` lists), local path or hub id.")
 @click.option("--layer", "layers", type=int, multiple=True, required=True, help="Block index (repeatable).")
-@click.option("--corpus", default="auto", show_default=True, help="factworld, file:PATH or hub:NAME[:CONFIG[:SPLIT]].")
+@click.option("--corpus", default="auto", show_default=True,
+              help="auto (the corpus registered for the model), a registered corpus name, file:PATH or "
+                   "hub:NAME[:CONFIG[:SPLIT]].")
 @click.option("--samples", default=100_000, show_default=True, help="Corpus records.")
 @click.option("--max-length", default=128, show_default=True, help="Tokens kept per record.")
 @click.option("--dir", "cache_dir", default=None, help="Cache directory (default $KME_STATS_DIR or ~/.cache/kme/stats).")

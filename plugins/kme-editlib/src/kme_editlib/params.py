@@ -11,11 +11,11 @@ import kme
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from kme import EditedModel
+    from kme import EditedModel, Location
 
     from kme_editlib.targets import TargetConfig
 
-__all__ = ["StatsParams", "TargetParams"]
+__all__ = ["StatsParams", "TargetParams", "MultiLayerParams"]
 
 
 class StatsParams(kme.Params):
@@ -102,3 +102,23 @@ class TargetParams(kme.Params):
 
         groups = context_kinds(self.context_template_length_params)
         return groups if sum(groups) == len(prefixes) else None
+
+
+class MultiLayerParams(TargetParams, StatsParams):
+    """What the multi-layer editors (MEMIT, PMET, AlphaEdit) share (defaults: MEMIT's GPT-J values)."""
+
+    layers: list[int] | None = Field(None, description="critical MLP layers (default: locator, published, or rule)")
+    layer_window: int | None = Field(None, ge=1, description="with a locator: how many layers end at its best one")
+    mom2_update_weight: float | None = Field(
+        None, gt=0, description="λ (default: published for the model, else d_ff·15000/16384)")
+    v_num_grad_steps: int = Field(25, ge=1, description="Adam steps")
+    clamp_norm_factor: float = Field(0.75, gt=0, description="‖δ‖ is clamped to this × ‖h‖")
+    context_template_length_params: list[tuple[int, int]] = Field(
+        default_factory=lambda: [(10, 5)], description="random prefixes as (tokens, count) pairs")
+
+    def critical_layers(self, model: "EditedModel", location: "Location | None",
+                        source: str = "params") -> tuple[list[int], str]:
+        """The layers to edit and why; ``source``: where ``layers`` came from."""
+        from kme_editlib.defaults import resolve_layers
+
+        return resolve_layers(model, "window", self.layers, location, self.layer_window, source=source)

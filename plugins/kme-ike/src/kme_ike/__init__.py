@@ -5,9 +5,8 @@ The model is not changed: each new fact is stored with k demonstrations (copy, u
 retain) retrieved by similarity from requests that are not being evaluated, and at inference
 the stored fact nearest to the query is placed before it with its demonstrations.
 
-:mod:`kme_ike.retrieval` (TF-IDF, the model's own hidden states, or a sentence-embedding
-model) and :mod:`kme_ike.memory` (one index over every handle of an editor) are shared by
-kme's other memory editors.
+Retrieval (TF-IDF, the model's own hidden states, or a sentence-embedding model) and the
+shared edit memory come from the memory-editor library :mod:`kme_memlib`.
 """
 
 from __future__ import annotations

@@ -25,12 +25,12 @@ from kme.edited import join_target
 from kme.errors import ConfigError, DatasetRecordError
 from kme.files import read_text
 from kme.templates import render
+from kme_memlib.facts import fact_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
 
-__all__ = ["DemoSource", "Demo", "build_demos", "load_demo_requests", "fact_text", "DEMO_TEMPLATE",
-           "QUERY_TEMPLATE"]
+__all__ = ["DemoSource", "Demo", "build_demos", "load_demo_requests", "DEMO_TEMPLATE", "QUERY_TEMPLATE"]
 
 DEMO_TEMPLATE = "New Fact: {fact}\nPrompt: {prompt}{answer}\n\n"
 QUERY_TEMPLATE = "New Fact: {fact}\nPrompt: "
@@ -51,11 +51,6 @@ class Demo(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: str
     text: str
-
-
-def fact_text(prompt: str, target: str) -> str:
-    """The new fact as one sentence: the prompt completed by the object."""
-    return prompt + join_target(prompt, target)
 
 
 def load_demo_requests(model: "EditedModel", source: DemoSource | None, path: str | None) -> list[EditRequest]:

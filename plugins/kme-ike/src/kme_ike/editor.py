@@ -13,9 +13,11 @@ from pydantic import Field
 import kme
 from kme.templates import render, template_validator
 
-from kme_ike.demos import DEMO_TEMPLATE, QUERY_TEMPLATE, DemoSource, build_demos, fact_text, load_demo_requests
-from kme_ike.memory import SharedMemory, editor_handles
-from kme_ike.retrieval import EmbedderName, Index, make_embedder
+from kme_memlib.facts import fact_text
+from kme_memlib.memory import SharedMemory, editor_handles
+from kme_memlib.retrieval import EmbedderName, Index, make_embedder
+
+from kme_ike.demos import DEMO_TEMPLATE, QUERY_TEMPLATE, DemoSource, build_demos, load_demo_requests
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditHandle, EditRequest, Location, MemoryHit

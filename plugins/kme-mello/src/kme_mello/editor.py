@@ -18,9 +18,9 @@ from kme.errors import ConfigError
 from kme.templates import render, template_validator
 from kme.files import read_text
 
-from kme_ike.demos import fact_text
-from kme_ike.memory import SharedMemory, editor_handles
-from kme_ike.retrieval import EmbedderName, make_embedder
+from kme_memlib.facts import fact_text
+from kme_memlib.memory import SharedMemory, editor_handles
+from kme_memlib.retrieval import EmbedderName, make_embedder
 from kme_mello.solver import FACT_CONTEXT, Rule, Trace, solve_prompted, solve_with_rules
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,33 +15,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-
 import kme
-from kme_editlib.defaults import mom2_update_weight, param_source, resolve_layers
-from kme_editlib.params import StatsParams, TargetParams
+from kme_editlib.defaults import mom2_update_weight, param_source
+from kme_editlib.params import MultiLayerParams
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditHandle, EditRequest, Location
 
-__all__ = ["MEMITEditor", "MEMITParams", "MultiLayerParams"]
-
-
-class MultiLayerParams(TargetParams, StatsParams):
-    """What MEMIT, PMET and AlphaEdit share (defaults: MEMIT's GPT-J values)."""
-
-    layers: list[int] | None = Field(None, description="critical MLP layers (default: locator, published, or rule)")
-    layer_window: int | None = Field(None, ge=1, description="with a locator: how many layers end at its best one")
-    mom2_update_weight: float | None = Field(None, gt=0, description="λ (default: published for the model, else d_ff·15000/16384)")
-    v_num_grad_steps: int = Field(25, ge=1, description="Adam steps")
-    clamp_norm_factor: float = Field(0.75, gt=0, description="‖δ‖ is clamped to this × ‖h‖")
-    context_template_length_params: list[tuple[int, int]] = Field(
-        default_factory=lambda: [(10, 5)], description="random prefixes as (tokens, count) pairs")
-
-    def critical_layers(self, model: "EditedModel", location: "Location | None",
-                        source: str = "params") -> tuple[list[int], str]:
-        """The layers to edit and why; ``source``: where ``layers`` came from."""
-        return resolve_layers(model, "window", self.layers, location, self.layer_window, source=source)
+__all__ = ["MEMITEditor", "MEMITParams"]
 
 
 class MEMITParams(MultiLayerParams):

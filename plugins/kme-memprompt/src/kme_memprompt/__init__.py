@@ -25,7 +25,7 @@ def kme_register_editors(register: Any) -> None:
 
 @kme.hookimpl
 def kme_register_commands(cli: Any) -> None:
-    from kme_ike.textmemory import memory_command
+    from kme_memlib.textmemory import memory_command
 
     cli.add_command(memory_command(
         "memprompt", MemPromptEditor.fields,

@@ -8,9 +8,9 @@ from pydantic import Field
 
 import kme
 from kme.templates import render, template_validator
-from kme_ike.demos import fact_text
-from kme_ike.retrieval import EmbedderName
-from kme_ike.textmemory import TextMemoryEditor
+from kme_memlib.facts import fact_text
+from kme_memlib.retrieval import EmbedderName
+from kme_memlib.textmemory import TextMemoryEditor
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditRequest

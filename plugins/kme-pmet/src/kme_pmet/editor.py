@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import kme
 from kme_editlib.defaults import mom2_update_weight, param_source
-from kme_memit.editor import MultiLayerParams
+from kme_editlib.params import MultiLayerParams
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditHandle, EditRequest, Location

@@ -11,8 +11,8 @@ from pydantic import Field
 import kme
 from kme.errors import ConfigError
 
-from kme_ike.memory import SharedMemory, editor_handles
-from kme_ike.retrieval import make_embedder
+from kme_memlib.memory import SharedMemory, editor_handles
+from kme_memlib.retrieval import make_embedder
 from kme_serac.checkpoint import SeracCheckpoint
 from kme_serac.training import edit_descriptor
 

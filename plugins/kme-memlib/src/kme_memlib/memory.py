@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kme_ike.retrieval import Embedder, Index
+from kme_memlib.retrieval import Embedder, Index
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditHandle

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import kme
 from kme.errors import KmeError
 
-from kme_ike.memory import SharedMemory, editor_handles
-from kme_ike.retrieval import make_embedder
+from kme_memlib.memory import SharedMemory, editor_handles
+from kme_memlib.retrieval import make_embedder
 
 if TYPE_CHECKING:  # pragma: no cover
     import click
