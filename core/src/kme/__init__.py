@@ -23,21 +23,57 @@ from kme.data import (  # noqa: E402
     RunSummary,
 )
 from kme.edited import EditedModel, EditHandle, TargetScore, join_target  # noqa: E402
-from kme.errors import KmeError  # noqa: E402
+from kme.errors import (  # noqa: E402
+    ConfigError,
+    DatasetRecordError,
+    EditFailedError,
+    KmeError,
+    ModelLoadError,
+    PatchMismatchError,
+    UnknownComponentError,
+    did_you_mean,
+    format_validation_error,
+)
 from kme.evaluation import EvalContext  # noqa: E402
+from kme.files import check_depth, depth_error, read_json, read_text  # noqa: E402
 from kme.models import ModelAlias, ModelLayout, ModelSpec, load_model  # noqa: E402
-from kme.plugins import build_plugin_manager  # noqa: E402
-from kme.presets import ModelIdentity, ModelMatch, Preset, TextCorpus  # noqa: E402
+from kme.models.loading import resolve_model_path  # noqa: E402
+from kme.patch import PatchManifest, read_manifest  # noqa: E402
+from kme.plugins import KmePluginManager, build_plugin_manager  # noqa: E402
+from kme.presets import ModelIdentity, ModelMatch, Preset, TextCorpus, corpus_for  # noqa: E402
+from kme.progress import progress_enabled  # noqa: E402
+from kme.templates import check_template, render, template_validator  # noqa: E402
 
 __version__ = "0.1.0"
 
+#: The plugin API: every kernel name a plugin may import, ``from kme import NAME`` or
+#: ``kme.NAME`` (docs/plugin-api.md describes each). Two further modules are public for
+#: plugins' tests: ``kme.testing`` (tiny models) and ``kme.conformance`` (the conformance kit).
+#: Every other module under ``kme`` is internal; tests/test_plugin_api.py checks that
+#: first-party plugins and contrib/ import nothing else.
 __all__ = [
-    "hookimpl", "Capabilities", "Component", "Dataset", "Editor", "Locator", "Metric", "Params",
-    "EditRecord", "EditRequest", "Location", "MemoryHit", "MetricValue", "PortabilityQuestion", "Probe",
-    "RunSummary", "EditedModel", "EditHandle", "TargetScore", "join_target", "KmeError", "EvalContext",
-    "ModelAlias", "ModelLayout", "ModelSpec", "load_model", "build_plugin_manager", "load",
-    "ModelIdentity", "ModelMatch", "Preset", "TextCorpus",
+    # plugin hooks and components
+    "hookimpl", "Component", "Editor", "Locator", "Dataset", "Metric", "Params", "Capabilities",
+    # data model
+    "EditRequest", "Probe", "PortabilityQuestion", "Location", "MemoryHit", "MetricValue", "EditRecord",
+    "RunSummary",
+    # the edited model
+    "EditedModel", "EditHandle", "TargetScore", "join_target", "EvalContext",
+    # models, presets, corpora
+    "ModelLayout", "ModelAlias", "ModelSpec", "load", "load_model", "resolve_model_path", "ModelIdentity",
+    "ModelMatch", "Preset", "TextCorpus", "corpus_for",
+    # plugin manager
+    "KmePluginManager", "build_plugin_manager",
+    # errors
+    "KmeError", "ConfigError", "DatasetRecordError", "EditFailedError", "ModelLoadError", "PatchMismatchError",
+    "UnknownComponentError", "did_you_mean", "format_validation_error",
+    # input files, templates, progress, patches
+    "read_text", "read_json", "check_depth", "depth_error", "check_template", "render", "template_validator",
+    "progress_enabled", "read_manifest", "PatchManifest",
 ]
+
+#: Modules besides ``kme`` itself that plugins may import, for their tests.
+TEST_MODULES = ("kme.testing", "kme.conformance")
 
 
 def load(model: str | ModelSpec, *, plugins: list | None = None) -> EditedModel:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 import kme
-from kme.errors import EditFailedError
+from kme import EditFailedError
 from kme_editlib.defaults import param_source
 from kme_editlib.params import MultiLayerParams
 
@@ -86,7 +86,7 @@ class AlphaEditEditor(kme.Editor):
 
         p: AlphaEditParams = self.params  # type: ignore[assignment]
         if not p.mom2_adjustment:
-            raise kme.errors.ConfigError("AlphaEdit needs the key statistics (mom2_adjustment: true)",
+            raise kme.ConfigError("AlphaEdit needs the key statistics (mom2_adjustment: true)",
                                          where="editor 'alphaedit' params")
         layers, source = p.critical_layers(model, location, param_source(self, "layers"))
         t0 = time.perf_counter()

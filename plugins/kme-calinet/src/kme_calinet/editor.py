@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 import kme
-from kme.errors import KmeError
+from kme import KmeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -68,6 +68,8 @@ class CalinetEditor(kme.Editor):
               location: "Location | None" = None) -> "EditHandle":
         import torch
 
+        from kme_editlib.hooks import frozen_params
+
         p: CalinetParams = self.params  # type: ignore[assignment]
         layers = location.layers[:1] if location is not None and location.layers else p.layers
         layers = sorted({model.check_layer(x) for x in layers})
@@ -89,14 +91,8 @@ class CalinetEditor(kme.Editor):
         ids, mask, labels = _batch(model, requests)
         retain = _retain_batch(model, p, slots) if p.retain_weight > 0 else None
         opt = torch.optim.Adam(trainable, lr=p.lr)
-        params = list(model.model.parameters())
-        flags = [q.requires_grad for q in params]
-        was_training = model.model.training
-        model.model.eval()
         loss_val, steps = float("inf"), 0
-        try:
-            for q in params:
-                q.requires_grad_(False)
+        with frozen_params(model):
             for steps in range(1, p.steps + 1):
                 logits = model.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
                 tgt = labels[:, 1:]
@@ -114,10 +110,6 @@ class CalinetEditor(kme.Editor):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        finally:
-            for q, f in zip(params, flags):
-                q.requires_grad_(f)
-            model.model.train(was_training)
         for layer, s in zip(layers, slots):
             s.keys, s.values = s.keys.detach(), s.values.detach()
             handle.state[f"{layer}.keys"] = s.keys.cpu()

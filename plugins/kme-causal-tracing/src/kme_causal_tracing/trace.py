@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kme.errors import KmeError
+from kme import KmeError
 from kme_editlib.hooks import HookSet, module_at, run_unpadded
 from kme_editlib.tokens import encode, request_text, subject_token_range, target_ids_of
 

@@ -9,8 +9,7 @@ from typing import Any, ClassVar, Literal
 
 import kme
 import structlog
-from kme.data import EditRequest
-from kme.errors import DatasetRecordError, format_validation_error
+from kme import DatasetRecordError, EditRequest, format_validation_error
 from pydantic import Field, ValidationError, model_validator
 
 from kme_datasets.fields import Record, SkipRecord, type_name

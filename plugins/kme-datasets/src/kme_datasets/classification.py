@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from kme.data import EditRequest
+from kme import EditRequest
 from pydantic import Field, field_validator
 
 from kme_datasets.base import SourceDataset, SourceParams

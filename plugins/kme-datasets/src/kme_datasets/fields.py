@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from kme.errors import DatasetRecordError
+from kme import DatasetRecordError
 
 __all__ = ["Record", "SkipRecord", "type_name"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from kme.data import EditRequest, PortabilityQuestion, Probe
-from kme.errors import DatasetRecordError
+from kme import DatasetRecordError, EditRequest, PortabilityQuestion, Probe
 from pydantic import Field
 
 from kme_datasets.base import SourceDataset, SourceParams

@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kme.data import EditRequest
-from kme.errors import ConfigError, DatasetRecordError
+from kme import ConfigError, DatasetRecordError, EditRequest
 from pydantic import Field, model_validator
 
 from kme_datasets.base import SourceDataset, SourceParams
 from kme_datasets.fields import Record, SkipRecord
-from kme.files import read_text
+from kme import read_text
 from kme_datasets.prompts import lama_prompt
 
 __all__ = ["TRex", "ParaRel", "LamaParams", "read_relation_templates", "read_patterns"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kme.data import EditRequest, PortabilityQuestion
+from kme import EditRequest, PortabilityQuestion
 
 from kme_datasets.base import SourceDataset
 from kme_datasets.fields import Record

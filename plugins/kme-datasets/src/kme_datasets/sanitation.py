@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from kme.data import EditRequest, Probe
-from kme.errors import DatasetRecordError
+from kme import DatasetRecordError, EditRequest, Probe
 
 from kme_datasets.base import SourceDataset
 from kme_datasets.fields import Record, type_name

@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kme.errors import ConfigError, DatasetRecordError, KmeError
-from kme.files import check_depth, depth_error, read_text
+from kme import ConfigError, DatasetRecordError, KmeError, check_depth, depth_error, read_text
 
 __all__ = ["DatasetUnavailableError", "read_path", "read_hub", "resolve_split_file", "SUFFIXES"]
 

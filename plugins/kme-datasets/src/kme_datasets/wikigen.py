@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from kme.data import EditRequest
-from kme.errors import DatasetRecordError
+from kme import DatasetRecordError, EditRequest
 from pydantic import Field
 
 from kme_datasets.base import SourceDataset, SourceParams

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from kme.data import EditRequest, PortabilityQuestion, Probe
+from kme import EditRequest, PortabilityQuestion, Probe
 from pydantic import Field
 
 from kme_datasets.base import SourceDataset, SourceParams

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kme.errors import ConfigError, KmeError
+from kme import ConfigError, KmeError
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
@@ -142,7 +142,7 @@ def corpus_choices(model: "EditedModel") -> str:
 
 def resolve_corpus(spec: str, model: "EditedModel") -> Corpus:
     """The corpus ``spec`` names for ``model`` (see the module docstring)."""
-    from kme.presets import corpus_for
+    from kme import corpus_for
 
     if spec == "auto":
         found = corpus_for(model.pm, model.identity)

@@ -23,8 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme import EditedModel, Location
-    from kme.components import Component
+    from kme import Component, EditedModel, Location
 
 __all__ = ["LayerRule", "default_layers", "resolve_layers", "mom2_update_weight", "param_source"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from kme.errors import EditFailedError
+from kme import EditFailedError
 
 __all__ = ["rank_one_update", "mass_update", "null_space_projector", "null_space_update"]
 

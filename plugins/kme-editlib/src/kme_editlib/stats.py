@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kme.errors import KmeError
-from kme.progress import progress_enabled
+from kme import KmeError, progress_enabled
 
 from kme_editlib.base import base_weights
 from kme_editlib.corpus import resolve_corpus

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from kme.errors import KmeError
-from kme.progress import progress_enabled
+from kme import KmeError, progress_enabled
 
 from kme_editlib.hooks import HookSet, forward, frozen_params, module_at
 from kme_editlib.tokens import FactToken, Sequence_, encode, lookup_index, pad, request_text, target_ids_of

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from kme.errors import KmeError
+from kme import KmeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -48,7 +48,7 @@ def check_model(model_name: str = "factworld", *, sample: int | None = None, wor
     """Measure a fact-world model: recall on trained / held-out / novel phrasings, size,
     parameter count and (optionally) context sensitivity."""
     import kme
-    from kme.models.loading import resolve_model_path
+    from kme import resolve_model_path
 
     from kme_factworld.quality import checkpoint_mb, measure
     from kme_factworld.world import load_world

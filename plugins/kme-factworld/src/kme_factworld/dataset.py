@@ -27,7 +27,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 import kme
-from kme.errors import ConfigError, did_you_mean
+from kme import ConfigError, did_you_mean
 
 from kme_factworld.vocab import GENERATION_STARTS
 from kme_factworld.world import Subject, World, load_world

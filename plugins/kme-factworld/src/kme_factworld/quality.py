@@ -17,16 +17,15 @@ from typing import TYPE_CHECKING, Any
 from kme_factworld.world import World
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme.edited import EditedModel
+    from kme import EditedModel
 
 __all__ = ["recall_probes", "recall", "context_probes", "context_sensitivity", "measure", "checkpoint_mb",
            "wrap"]
 
 
 def wrap(model: Any, tokenizer: Any) -> "EditedModel":
-    """An in-memory model as an :class:`~kme.edited.EditedModel` (for use during training)."""
-    from kme.edited import EditedModel
-    from kme.plugins import build_plugin_manager
+    """An in-memory model as an :class:`kme.EditedModel` (for use during training)."""
+    from kme import EditedModel, build_plugin_manager
 
     pm = build_plugin_manager(load_entrypoints=False)
     return EditedModel(model, tokenizer, pm.layouts.get(model.config.model_type), pm, source="factworld-training")

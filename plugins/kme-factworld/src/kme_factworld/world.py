@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kme.errors import DatasetRecordError
-from kme.files import depth_error, read_text
+from kme import DatasetRecordError, depth_error, read_text
 
 from kme_factworld.vocab import (CITY_ENDINGS, HALF, MULTIHOP, N_TRAINED, NOVEL, RELATIONS, SYLLABLES,
                                  RelationSpec)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 import kme
-from kme.errors import KmeError
+from kme import KmeError
 
 from kme_grace.codebook import Codebook, codebook_for
 
@@ -182,6 +182,8 @@ class GraceEditor(kme.Editor):
         """Gradient descent on the value placed at the key's position, base weights frozen."""
         import torch
 
+        from kme_editlib.hooks import frozen_params
+
         p: GraceParams = self.params  # type: ignore[assignment]
         dev = model.device
         value = init.detach().clone().float().to(dev).requires_grad_(True)
@@ -189,27 +191,19 @@ class GraceEditor(kme.Editor):
         target = torch.tensor(tids, device=dev)
         rows = torch.arange(pos, pos + len(tids), device=dev)
         mask = torch.ones_like(ids)
-        params = list(model.model.parameters())
-        flags = [q.requires_grad for q in params]
-        was_training = model.model.training
-        model.model.eval()
         loss_val = float("inf")
-        try:
-            for q in params:
-                q.requires_grad_(False)
-            for _ in range(p.steps):
-                book.override = (pos, value)
-                logits = model.model(input_ids=ids, attention_mask=mask).logits[0, rows].float()
-                loss = torch.nn.functional.cross_entropy(logits, target)
-                loss_val = float(loss.detach())
-                if loss_val < p.stop_loss and bool((logits.argmax(-1) == target).all()):
-                    break
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        finally:
-            book.override = None
-            for q, f in zip(params, flags):
-                q.requires_grad_(f)
-            model.model.train(was_training)
+        with frozen_params(model):
+            try:
+                for _ in range(p.steps):
+                    book.override = (pos, value)
+                    logits = model.model(input_ids=ids, attention_mask=mask).logits[0, rows].float()
+                    loss = torch.nn.functional.cross_entropy(logits, target)
+                    loss_val = float(loss.detach())
+                    if loss_val < p.stop_loss and bool((logits.argmax(-1) == target).all()):
+                        break
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            finally:
+                book.override = None
         return value.detach().cpu(), loss_val

@@ -20,11 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kme.data import EditRequest
-from kme.edited import join_target
-from kme.errors import ConfigError, DatasetRecordError
-from kme.files import read_text
-from kme.templates import render
+from kme import ConfigError, DatasetRecordError, EditRequest, join_target, read_text, render
 from kme_memlib.facts import fact_text
 
 if TYPE_CHECKING:  # pragma: no cover

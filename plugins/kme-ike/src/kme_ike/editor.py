@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field
 
 import kme
-from kme.templates import render, template_validator
+from kme import render, template_validator
 
 from kme_memlib.facts import fact_text
 from kme_memlib.memory import SharedMemory, editor_handles

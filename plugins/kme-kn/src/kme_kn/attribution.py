@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kme.errors import KmeError
+from kme import KmeError
 from kme_editlib.hooks import HookSet, frozen_params, module_at, run_unpadded
 from kme_editlib.tokens import encode, target_ids_of
 

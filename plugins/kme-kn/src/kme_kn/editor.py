@@ -65,7 +65,7 @@ class KNEditor(kme.Editor):
                            for n in knowledge_neurons(model, r, **p.attribution_kwargs())]
                 source = "attribution"
             if not neurons:
-                raise kme.errors.EditFailedError(
+                raise kme.EditFailedError(
                     f"request {r.case_id!r}: no knowledge neuron passed the threshold",
                     hint="lower threshold, or attribute more layers")
             new = unembed[target_ids_of(model, r.text, r.target_new)[0]]

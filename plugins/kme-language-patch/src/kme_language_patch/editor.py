@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 import kme
-from kme.templates import render, template_validator
+from kme import render, template_validator
 from kme_memlib.facts import fact_text
 from kme_memlib.retrieval import EmbedderName
 from kme_memlib.textmemory import TextMemoryEditor

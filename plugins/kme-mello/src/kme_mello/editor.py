@@ -13,10 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 import kme
-from kme.edited import join_target
-from kme.errors import ConfigError
-from kme.templates import render, template_validator
-from kme.files import read_text
+from kme import ConfigError, join_target, read_text, render, template_validator
 
 from kme_memlib.facts import fact_text
 from kme_memlib.memory import SharedMemory, editor_handles

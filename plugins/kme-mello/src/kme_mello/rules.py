@@ -13,8 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kme.errors import ConfigError
-from kme.files import read_json
+from kme import ConfigError, read_json
 
 from kme_mello.solver import Rule
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kme.edited import join_target
+from kme import join_target
 
 __all__ = ["fact_text"]
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from kme.errors import ConfigError
+from kme import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel

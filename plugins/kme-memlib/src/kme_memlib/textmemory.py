@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import kme
-from kme.errors import KmeError
+from kme import KmeError
 
 from kme_memlib.memory import SharedMemory, editor_handles
 from kme_memlib.retrieval import make_embedder
@@ -127,7 +127,7 @@ def _read_manifest(patch_dir: str) -> dict[str, Any]:
     if not path.is_file():
         raise KmeError(f"{patch_dir} is not a kme patch: no manifest.json",
                        hint="create one with `add --model NAME`, or pass a folder written by save_patch")
-    from kme.patch import read_manifest
+    from kme import read_manifest
 
     return read_manifest(patch_dir).model_dump(mode="json")
 

@@ -21,9 +21,7 @@ from kme_metrics.base import KmeMetric, eval_batch_size
 from kme_metrics.judging import SCORING_LABELS, Question, ScoringMode, judge
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme.data import EditRequest
-    from kme.edited import EditedModel
-    from kme.evaluation import EvalContext
+    from kme import EditRequest, EditedModel, EvalContext
 
 __all__ = ["Accuracy", "Generality", "TokenAccuracy", "Portability", "MultihopAccuracy", "edit_questions"]
 

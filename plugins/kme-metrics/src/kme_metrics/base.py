@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from kme import Metric
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme.edited import EditedModel
-    from kme.evaluation import EvalContext
+    from kme import EditedModel, EvalContext
 
 __all__ = ["KmeMetric", "unedited", "mean_or_none", "eval_batch_size"]
 

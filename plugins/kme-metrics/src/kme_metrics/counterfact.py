@@ -25,9 +25,7 @@ from kme import Params
 from kme_metrics.base import KmeMetric, eval_batch_size
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme.data import EditRequest
-    from kme.edited import EditedModel
-    from kme.evaluation import EvalContext
+    from kme import EditRequest, EditedModel, EvalContext
 
 __all__ = [
     "EfficacyScore", "EfficacyMagnitude", "ParaphraseScore", "ParaphraseMagnitude",

@@ -20,9 +20,7 @@ from kme_metrics.base import KmeMetric, eval_batch_size
 from kme_metrics.textstats import TfIdf, weighted_ngram_entropy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme.data import EditRequest
-    from kme.edited import EditedModel
-    from kme.evaluation import EvalContext
+    from kme import EditRequest, EditedModel, EvalContext
 
 __all__ = ["Fluency", "Consistency", "generate_texts"]
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme.edited import EditedModel
+    from kme import EditedModel
 
 __all__ = ["Question", "ScoringMode", "SCORING_LABELS", "judge", "exact_match"]
 

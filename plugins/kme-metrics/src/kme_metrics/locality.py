@@ -30,9 +30,7 @@ from kme import Params
 from kme_metrics.base import KmeMetric, eval_batch_size, unedited
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme.data import EditRequest
-    from kme.edited import EditedModel
-    from kme.evaluation import EvalContext
+    from kme import EditRequest, EditedModel, EvalContext
 
 __all__ = ["Locality", "model_outputs"]
 

@@ -26,8 +26,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from kme import Params
-from kme.errors import KmeError
+from kme import KmeError, Params
 from pydantic import Field
 
 from kme_metrics.accuracy import edit_questions
@@ -35,9 +34,7 @@ from kme_metrics.base import KmeMetric, eval_batch_size, unedited
 from kme_metrics.judging import SCORING_LABELS, ScoringMode, judge
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme.data import EditRequest
-    from kme.edited import EditedModel
-    from kme.evaluation import EvalContext
+    from kme import EditRequest, EditedModel, EvalContext
 
 __all__ = ["Retainability", "Scalability", "ScalabilityRelative", "apply_alone", "accuracies", "sample_ids"]
 

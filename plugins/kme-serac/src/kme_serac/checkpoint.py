@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kme.errors import ConfigError
+from kme import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kme import EditedModel
-    from kme.plugins import KmePluginManager
+    from kme import EditedModel, KmePluginManager
 
 __all__ = ["SeracCheckpoint", "CLASSIFIER_FORMAT", "EDIT_FORMAT", "CONTEXT_FORMAT", "FORMAT_VERSION"]
 
@@ -118,7 +117,7 @@ class SeracCheckpoint:
         """The counterfactual model behind kme's inference API (score / next_token_logprobs /
         generate), used as a memory hit's router."""
         if self._router is None:
-            from kme.edited import EditedModel
+            from kme import EditedModel
 
             layout = pm.layouts.get(self.cf_model.config.model_type)
             self._router = EditedModel(self.cf_model, self.cf_tokenizer, layout, pm,

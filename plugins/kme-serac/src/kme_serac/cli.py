@@ -27,7 +27,7 @@ def train(model_name: str, dataset_name: str, dataset_params: str, out_dir: str,
           counterfactual_steps: int | None, limit: int | None, seed: int) -> None:
     """Train on DATASET's train split, starting from MODEL's weights; write --out."""
     import kme
-    from kme.errors import ConfigError
+    from kme import ConfigError
 
     from kme_serac.training import TrainConfig, train_serac
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 import kme
-from kme.errors import ConfigError
+from kme import ConfigError
 
 from kme_memlib.memory import SharedMemory, editor_handles
 from kme_memlib.retrieval import make_embedder

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kme.edited import join_target
-from kme.errors import ConfigError
+from kme import ConfigError, join_target
 
 from kme_serac.checkpoint import CLASSIFIER_FORMAT, CONTEXT_FORMAT, EDIT_FORMAT, FORMAT_VERSION, SeracCheckpoint
 

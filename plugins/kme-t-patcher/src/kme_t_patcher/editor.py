@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 import kme
-from kme.errors import KmeError
+from kme import KmeError
 
 from kme_t_patcher.memory import ffn_inputs, memory_texts
 from kme_t_patcher.patches import PatchNeurons
@@ -159,6 +159,8 @@ class TPatcherEditor(kme.Editor):
                      pids: list[int], tids: list[int], memory: "torch.Tensor") -> dict[str, Any]:
         import torch
 
+        from kme_editlib.hooks import frozen_params
+
         p: TPatcherParams = self.params  # type: ignore[assignment]
         dev = model.device
         pos = len(pids) - 1
@@ -173,15 +175,9 @@ class TPatcherEditor(kme.Editor):
         target = torch.tensor(tids, device=dev)
         rows = torch.arange(pos, pos + len(tids), device=dev)
         mask = torch.ones_like(ids)
-        params = list(model.model.parameters())
-        flags = [q.requires_grad for q in params]
-        was_training = model.model.training
-        model.model.eval()
         steps = 0
         info: dict[str, Any] = {}
-        try:
-            for q in params:
-                q.requires_grad_(False)
+        with frozen_params(model):
             for steps in range(1, p.steps + 1):
                 patches.keys = torch.cat([old_k, key[None]])
                 patches.bias = torch.cat([old_b, bias])
@@ -209,10 +205,6 @@ class TPatcherEditor(kme.Editor):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        finally:
-            for q, f in zip(params, flags):
-                q.requires_grad_(f)
-            model.model.train(was_training)
         patches.keys = torch.cat([old_k, key.detach()[None]])
         patches.bias = torch.cat([old_b, bias.detach()])
         patches.values = torch.cat([old_v, value.detach()[None]])

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kme.errors import ConfigError
-from kme.files import read_text
+from kme import ConfigError, read_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
