@@ -33,9 +33,9 @@ __all__ = ["ModelIdentity", "ModelMatch", "Preset", "TextCorpus", "ResolvedParam
            "resolve_params", "corpus_for", "model_identity_from_config", "identity_of", "unknown_corpus_hint"]
 
 
-class ModelIdentity(BaseModel):
-    """What presets and corpora can be matched against: how the user named the model, its
-    weights' fingerprint (when loaded) and its config's shape."""
+class _ModelFields(BaseModel):
+    """The fields a model is known by: how the user named it, its weights' fingerprint and
+    its config's shape."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -46,6 +46,10 @@ class ModelIdentity(BaseModel):
     hidden_size: int | None = None
     intermediate_size: int | None = None
 
+
+class ModelIdentity(_ModelFields):
+    """What presets and corpora are matched against (fingerprint: when the weights are loaded)."""
+
     def describe(self) -> str:
         shape = (f"{self.model_type}, {self.num_layers} layers × {self.hidden_size}"
                  + (f", MLP {self.intermediate_size}" if self.intermediate_size else ""))
@@ -55,20 +59,13 @@ class ModelIdentity(BaseModel):
 _SHAPE_FIELDS = ("model_type", "num_layers", "hidden_size", "intermediate_size")
 
 
-class ModelMatch(BaseModel):
+class ModelMatch(_ModelFields):
     """Which models a preset or corpus is for. Give an ``alias`` (a registered model alias,
     as the user names it), a weights ``fingerprint`` (``EditedModel.base_fingerprint``), or a
     config shape (``model_type`` plus any of ``num_layers``, ``hidden_size``,
     ``intermediate_size``); every field given must match."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    alias: str | None = None
-    fingerprint: str | None = None
-    model_type: str | None = None
-    num_layers: int | None = None
-    hidden_size: int | None = None
-    intermediate_size: int | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "ModelMatch":

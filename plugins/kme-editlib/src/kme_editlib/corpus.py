@@ -41,11 +41,15 @@ class Corpus:
     records: Callable[[], Iterator[str]]
     description: str = ""
     size: int | None = None
+    countable: bool = True
 
     def count(self, limit: int) -> int:
-        """Records that reading up to ``limit`` of them really gives (``size`` when known)."""
+        """Records that reading up to ``limit`` of them really gives (``size`` when known).
+        A streamed corpus is not read twice to count it: ``limit`` is taken as given."""
         if self.size is not None:
             return min(self.size, limit)
+        if not self.countable:
+            return limit
         n = 0
         for _ in self.records():
             n += 1
@@ -131,7 +135,7 @@ def _hub(spec: str) -> Corpus:
                 yield text
 
     slug = "-".join(p for p in (name, config, split) if p).replace("/", "_")
-    return Corpus(id=f"hub-{slug}", records=records, description=f"hub dataset {spec}")
+    return Corpus(id=f"hub-{slug}", records=records, description=f"hub dataset {spec}", countable=False)
 
 
 def corpus_choices(model: "EditedModel") -> str:
