@@ -1,16 +1,19 @@
 """Repository-wide test settings.
 
-Under ``pytest -n N`` every worker gets one torch thread: on a machine with N cores,
-N workers each running N threads oversubscribe the CPU and run several times slower.
+Every test process (each worker under ``pytest -n N``) runs torch on one thread. The test
+models are tiny and run fastest on one thread; with more, their small ops and backward passes
+contend for the cores, and on a machine with N cores N workers each running N threads
+oversubscribe the CPU: several times slower either way. ``OMP_NUM_THREADS`` (unless already
+set) passes the same to processes the tests start.
 """
 
 import os
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    torch.set_num_threads(1)
+import torch  # noqa: E402 - after OMP_NUM_THREADS, which torch reads when it loads
+
+torch.set_num_threads(1)
 
 
 def pytest_addoption(parser):

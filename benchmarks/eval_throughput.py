@@ -27,9 +27,10 @@ import argparse
 import json
 import os
 import platform
-import threading
 import time
 from typing import Any
+
+from _common import PeakMemory
 
 DEFAULT_METRICS = [
     ("accuracy", {}), ("accuracy", {"scoring": "token"}), ("accuracy", {"scoring": "exact"}),
@@ -37,52 +38,6 @@ DEFAULT_METRICS = [
     ("neighborhood_score", {}), ("locality", {}), ("locality", {"mode": "top1"}), ("portability", {}),
     ("multihop_accuracy", {}), ("fluency", {"max_new_tokens": 32}),
 ]
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class PeakMemory:
-    """Peak resident memory (CPU, sampled) or peak allocated CUDA memory during a block."""
-
-    def __init__(self, device: str):
-        self.cuda = device.startswith("cuda")
-        self.before = self.peak = 0.0
-        self._stop = threading.Event()
-
-    def __enter__(self) -> "PeakMemory":
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.before = torch.cuda.memory_allocated() / 2**20
-        else:
-            self.before = self.peak = _rss_mb()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mb())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, _rss_mb())
 
 
 def load_model(name: str, device: str, pm: Any, shape: str) -> tuple[Any, str]:
@@ -202,7 +157,7 @@ def main() -> None:
         ctx.phase = "batch"
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        with PeakMemory(args.device) as mem:
+        with PeakMemory(args.device.startswith("cuda"), synchronize=True) as mem:
             t0 = time.perf_counter()
             values = metric.compute(model, reqs, ctx)
             if args.device.startswith("cuda"):
@@ -213,7 +168,7 @@ def main() -> None:
         label += " [batch size 1]" if bs == 1 else ""
         row = {"metric": label, "scoring": type(metric).scoring, "requests": len(reqs), "probes": probes,
                "sequences": seqs, "seconds": dt, "prompts_per_s": probes / dt if dt else float("inf"),
-               "peak_mb": mem.peak, "delta_mb": mem.peak - mem.before,
+               "peak_mb": mem.peak, "delta_mb": mem.increase,
                "scored": sum(v is not None for v in values)}
         rows.append(row)
         print(f"| {label} | {row['scoring']} | {len(reqs)} | {probes} | {seqs} | {dt:.2f} | "

@@ -33,57 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import threading
 import time
-from typing import Any
 
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class PeakMemory:
-    """Peak resident memory above the starting level (CPU, sampled), or CUDA peak allocated."""
-
-    def __init__(self, cuda: bool):
-        self.cuda = cuda
-        self.before = self.peak = 0.0
-        self._stop = threading.Event()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mb())
-            time.sleep(0.002)
-
-    def __enter__(self) -> "PeakMemory":
-        if self.cuda:
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
-            self.before = torch.cuda.memory_allocated() / 2**20
-        else:
-            self.before = self.peak = _rss_mb()
-            self._thread = threading.Thread(target=self._watch, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.cuda:
-            import torch
-
-            self.peak = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, _rss_mb())
-
-    @property
-    def increase(self) -> float:
-        return self.peak - self.before
+from _common import PeakMemory
 
 
 def _load(model_name: str, device: str):  # type: ignore[no-untyped-def]

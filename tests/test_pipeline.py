@@ -201,7 +201,7 @@ BAD = [
      "cannot edit a batch of 4"),
     ("model: m\ndataset: toy\neditors: [{name: 'kme.cli:main'}]\nmetrics: [toy_logprob]\n", "unknown editor 'kme.cli:main'"),
     ("model: m\ndataset: toy\nmetrics: [toy_logprob, toy_logprob]\n", "listed twice"),
-    ("model: m\ndataset: toy\nmetrics: [toy_logprob]\nprotocol: {checkpoints: [3]}\n", "only to mode: sequential"),
+    ("model: m\ndataset: toy\nmetrics: [toy_logprob]\nprotocol: {checkpoints: [3]}\n", "only to protocols that keep edits"),
 ]
 
 

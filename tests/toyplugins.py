@@ -29,6 +29,7 @@ class ToyDataset(Dataset):
     class Params(Params):
         limit: int | None = None
         broken: bool = False
+        with_train_split: bool = False
 
     def load(self) -> list[EditRequest]:
         if self.params.broken:
@@ -41,6 +42,12 @@ class ToyDataset(Dataset):
                                    paraphrase_prompts=[prompt.replace("{}", subj) + ","],
                                    neighborhood=[Probe(prompt="The capital of Spain is", target="Madrid")]))
         return out[: self.params.limit]
+
+    def train_requests(self) -> list[EditRequest]:
+        if not self.params.with_train_split:
+            return []
+        return [EditRequest(case_id=f"t{i}", prompt=p, subject=s, target_new=t, target_true=n)
+                for i, (p, s, t, n) in enumerate(FACTS)]
 
 
 class TargetLogprob(Metric):
@@ -137,6 +144,70 @@ class OneAtATime(Editor):
         return model.new_handle(self, requests)
 
 
+class TrainedParams(Params):
+    checkpoint: str | None = None
+
+
+class TrainedEditor(Editor):
+    """Needs training: ``train`` writes the number of training requests to a file, ``apply``
+    refuses to run without it."""
+
+    name = "toy_trained"
+    description = "needs a trained checkpoint; for kernel tests"
+    Params = TrainedParams
+    capabilities = Capabilities(kind="parametric", needs_training=True)
+    trained_calls = 0
+
+    def is_trained(self) -> bool:
+        return self.params.checkpoint is not None
+
+    def train(self, model, requests, out_dir):
+        type(self).trained_calls += 1
+        with open(os.path.join(out_dir, "weights.txt"), "w") as f:
+            f.write(str(len(requests)))
+        return {"checkpoint": out_dir}
+
+    def apply(self, model, requests, location=None):
+        with open(os.path.join(self.params.checkpoint, "weights.txt")) as f:
+            n = int(f.read())
+        h = model.new_handle(self, requests)
+        h.meta["trained_on"] = n
+        return h
+
+
+class ReverseParams(Params):
+    skip: int = 0
+
+
+class ReverseProtocol(kme.RunProtocol):
+    """Independent batches, last batch first, skipping the first ``skip`` of them."""
+
+    name = "toy_reverse"
+    description = "batches in reverse order; for kernel tests"
+    Params = ReverseParams
+
+    def run(self, session) -> None:
+        for b in reversed(range(self.params.skip, len(session.batches))):
+            if b in session.recorded:
+                continue
+            batch = session.batches[b]
+            result = session.apply(b, batch)
+            values = session.score_batch(batch, result) if result.ok else {}
+            session.model.undo()
+            session.record(b, batch, result, values)
+
+
+class Accumulate(kme.RunProtocol):
+    name = "toy_accumulate"
+    description = "edits accumulate; for kernel tests"
+    kind = "sequential"
+
+    def run(self, session) -> None:
+        for b, batch in enumerate(session.batches):
+            result = session.apply(b, batch)
+            session.record(b, batch, result, session.score_batch(batch, result) if result.ok else {})
+
+
 class LastLayer(Locator):
     name = "toy_last_layer"
     description = "always the last layer"
@@ -161,6 +232,13 @@ def kme_register_editors(register) -> None:
     register(ShiftEditor)
     register(MemoryEditor)
     register(OneAtATime)
+    register(TrainedEditor)
+
+
+@kme.hookimpl
+def kme_register_protocols(register) -> None:
+    register(ReverseProtocol)
+    register(Accumulate)
 
 
 @kme.hookimpl

@@ -11,6 +11,7 @@ import pluggy
 hookimpl = pluggy.HookimplMarker("kme")
 """Marker for hook implementations: ``@kme.hookimpl``."""
 
+from kme.batching import pad_sequences  # noqa: E402
 from kme.components import Capabilities, Component, Dataset, Editor, Locator, Metric, Params  # noqa: E402
 from kme.data import (  # noqa: E402
     EditRecord,
@@ -39,6 +40,8 @@ from kme.files import check_depth, depth_error, read_json, read_text  # noqa: E4
 from kme.models import ModelAlias, ModelLayout, ModelSpec, load_model  # noqa: E402
 from kme.models.loading import resolve_model_path  # noqa: E402
 from kme.patch import PatchManifest, read_manifest  # noqa: E402
+from kme.pipeline.protocols import RunProtocol  # noqa: E402
+from kme.pipeline.session import BatchResult, RunSession  # noqa: E402
 from kme.plugins import KmePluginManager, build_plugin_manager  # noqa: E402
 from kme.presets import ModelIdentity, ModelMatch, Preset, TextCorpus, corpus_for  # noqa: E402
 from kme.progress import progress_enabled  # noqa: E402
@@ -70,6 +73,10 @@ __all__ = [
     # input files, templates, progress, patches
     "read_text", "read_json", "check_depth", "depth_error", "check_template", "render", "template_validator",
     "progress_enabled", "read_manifest", "PatchManifest",
+    # model inputs
+    "pad_sequences",
+    # run protocols
+    "RunProtocol", "RunSession", "BatchResult",
 ]
 
 #: Modules besides ``kme`` itself that plugins may import, for their tests.

@@ -20,6 +20,211 @@ def _pm(ctx: click.Context) -> KmePluginManager:
     return ctx.obj["pm"]
 
 
+@click.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: the pipeline's output).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the run folder.")
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in the run folder.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("-v", "--verbose", is_flag=True, help="Print info-level events too.")
+@click.pass_context
+def run(ctx: click.Context, pipeline: str, out_dir: str | None, resume: bool, overwrite: bool,
+        no_progress: bool, verbose: bool) -> None:
+    """Run PIPELINE (YAML): edit, evaluate, write a run folder."""
+    from kme.pipeline import load_pipeline, run_pipeline
+
+    spec = load_pipeline(pipeline)
+    if resume and overwrite:
+        raise KmeError("--resume and --overwrite exclude each other")
+    summary = run_pipeline(spec, _pm(ctx), out_dir=out_dir, resume=resume, overwrite=overwrite, source=pipeline,
+                           progress=not no_progress, verbose=verbose)
+    click.echo(_metrics_table(summary))
+    click.echo(f"run folder: {summary['config']['output']}")
+
+@click.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.pass_context
+def validate(ctx: click.Context, pipeline: str) -> None:
+    """Validate PIPELINE against the installed plugins without loading any model."""
+    from kme.pipeline import load_pipeline, validate_components
+
+    spec = load_pipeline(pipeline)
+    validate_components(spec, _pm(ctx), pipeline)
+    click.echo(f"{pipeline}: valid ({len(spec.editors)} editor(s), {len(spec.metrics)} metric(s), "
+               f"dataset {spec.dataset.name!r}, model {spec.model.name!r})")
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List installed plugins, what each provides and which hooks it implements."""
+    d = _pm(ctx).describe()
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    for p in d["plugins"]:
+        ver = f" {p['version']}" if p["version"] else ""
+        dist = f" ({p['distribution']}{ver})" if p["distribution"] else ""
+        click.echo(f"{p['name']}{dist}{' [built-in]' if p['builtin'] else ''}")
+        for kind, names in p["provides"].items():
+            click.echo(f"  {kind}: {', '.join(names)}")
+        click.echo(f"  hooks: {', '.join(p['hooks'])}")
+    for f in d["failures"]:
+        click.echo(f"FAILED {f['name']} ({f['distribution']}): {f['phase']}: {f['error']}")
+
+@click.command()
+@click.pass_context
+def datasets(ctx: click.Context) -> None:
+    """List datasets: name, source format, where to get it."""
+    reg = _pm(ctx).datasets
+    for name, cls in reg.items():
+        click.echo(f"{name}: {cls.description}")
+        if cls.source_format:
+            click.echo(f"  format: {cls.source_format}")
+        if cls.homepage:
+            click.echo(f"  source: {cls.homepage}")
+
+@click.command()
+@click.argument("model")
+@click.option("--editor", "editor_name", required=True, help="Registered editor name.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Editor param (YAML value).")
+@click.option("--prompt", required=True, help="Relation prompt with a {} subject slot.")
+@click.option("--subject", required=True)
+@click.option("--target", required=True, help="New object o*.")
+@click.option("--target-true", default=None, help="Old object o, if known.")
+@click.option("--preset", default="auto", show_default=True,
+              help="auto (the preset for this model), none, or a preset name (`kme presets`).")
+@click.option("--save-patch", type=click.Path(file_okay=False), help="Write the edit as a patch folder.")
+@click.option("--save-model", type=click.Path(file_okay=False), help="Write the edited weights (save_pretrained).")
+@click.pass_context
+def edit(ctx: click.Context, model: str, editor_name: str, params: tuple[str, ...], prompt: str,
+         subject: str, target: str, target_true: str | None, preset: str, save_patch: str | None,
+         save_model: str | None) -> None:
+    """Edit one fact of MODEL (alias, path or hub id) and save the result."""
+    from pydantic import ValidationError
+
+    from kme.data import EditRequest
+    from kme.errors import ConfigError, format_validation_error
+    from kme.models.loading import load_model
+
+    pm = _pm(ctx)
+    cls = pm.editors.get(editor_name, where="--editor")
+    explicit = _parse_params(params)
+    cls.parse_params(explicit, where="--param")
+    try:
+        req = EditRequest(case_id=0, prompt=prompt, subject=subject, target_new=target, target_true=target_true)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e), where="edit request") from None
+    m = load_model(model, pm)
+    editor = m.make_editor(editor_name, explicit, preset=preset, where="--param")
+    try:
+        editor.check_model(m)
+    except KmeError as e:
+        raise type(e)(e.message, hint=e.hint, where="--param" + (f" {e.where}" if e.where else "")) from None
+    if editor.resolution is not None and editor.resolution.preset:
+        click.echo(f"preset {editor.resolution.preset} ({editor.resolution.preset_plugin})")
+    before = m.generate([req.text], max_new_tokens=5)[0]
+    try:
+        m.edit(editor, [req])
+    except KmeError:
+        raise
+    except Exception as e:  # the editor itself failed (e.g. an overflow); the edit was rolled back
+        raise EditFailedError(f"editor {editor_name!r} raised {type(e).__name__}: {str(e)[:300]}; "
+                              "the edit was rolled back", hint="check its params (learning rate, layers)") \
+            from None
+    after = m.generate([req.text], max_new_tokens=5)[0]
+    click.echo(f"{req.text!r}\n  before: {before!r}\n  after:  {after!r}")
+    if save_patch:
+        m.save_patch(save_patch)
+        click.echo(f"patch written to {save_patch}")
+    if save_model:
+        m.save_pretrained(save_model)
+        click.echo(f"edited model written to {save_model}")
+
+@click.command("presets")
+@click.argument("editor", required=False)
+@click.option("--model", "model_name", default=None,
+              help="Show the preset that applies to this model (alias or local directory; only its config is read).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def presets_cmd(ctx: click.Context, editor: str | None, model_name: str | None, as_json: bool) -> None:
+    """List presets (recommended editor params per model), or the one that applies to --model."""
+    from kme.presets import find_preset
+
+    pm = _pm(ctx)
+    if editor is not None:
+        pm.editors.get(editor, where="EDITOR")
+    rows = [p for _, p in pm.presets.items() if editor is None or p.editor == editor]
+    chosen: dict[str, Any] = {}
+    if model_name is not None:
+        ident = _identity(pm, model_name)
+        names = [editor] if editor else sorted({p.editor for p in rows})
+        for ed in names:
+            p = find_preset(pm, ed, ident, "auto", where="--model")
+            chosen[ed] = p.name if p else None
+        rows = [p for p in rows if p.name in chosen.values()]
+    if as_json:
+        click.echo(json.dumps({"model": model_name, "applies": chosen or None, "presets": [
+            {**p.model_dump(mode="json"), "plugin": pm.presets.owner(p.name)} for p in rows]}, indent=2))
+        return
+    if model_name is not None:
+        click.echo(f"model {model_name}: {ident.describe()}")
+        for ed, name in chosen.items():
+            if name is None:
+                click.echo(f"  {ed}: no preset (code defaults)")
+    if not rows and model_name is None:
+        click.echo("no presets installed" + (f" for editor {editor!r}" if editor else ""))
+    for p in rows:
+        click.echo(f"{p.name}  [{pm.presets.owner(p.name)}]  editor {p.editor}, model {p.model.describe()}")
+        if p.description:
+            click.echo(f"  {p.description}")
+        for k, v in p.params.items():
+            why = f"  # {p.notes[k]}" if k in p.notes else ""
+            click.echo(f"    {k}: {json.dumps(v)}{why}")
+        if p.reference:
+            click.echo(f"  reference: {p.reference}")
+
+@click.group()
+def patch() -> None:
+    """Inspect and apply saved patches."""
+
+@patch.command("info")
+@click.argument("path", type=click.Path(file_okay=False))
+def patch_info(path: str) -> None:
+    """Show what a patch holds."""
+    from pathlib import Path
+
+    from kme.patch import check_tensors, read_manifest, read_tensors
+
+    m = read_manifest(path)
+    check_tensors(None, m, read_tensors(path), Path(path) / "manifest.json")
+    click.echo(f"base model: {m.base_model.source} ({m.base_model.fingerprint})")
+    for e in m.edits:
+        click.echo(f"- {e.editor}: {len(e.requests)} request(s), {len(e.deltas)} weight delta(s), "
+                   f"{len(e.memory)} memory item(s)")
+
+@patch.command("apply")
+@click.argument("model")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--save-model", type=click.Path(file_okay=False), required=True,
+              help="Where to write the patched model.")
+@click.pass_context
+def patch_apply(ctx: click.Context, model: str, path: str, save_model: str) -> None:
+    """Apply the patch at PATH to MODEL and save the result."""
+    from pathlib import Path
+
+    from kme.models.loading import load_model
+    from kme.patch import check_tensors, read_manifest, read_tensors
+
+    # a damaged patch is refused before the (possibly long) model load
+    check_tensors(None, read_manifest(path), read_tensors(path), Path(path) / "manifest.json")
+    m = load_model(model, _pm(ctx))
+    hs = m.load_patch(path)
+    m.save_pretrained(save_model)
+    click.echo(f"applied {len(hs)} edit(s); patched model written to {save_model}")
+
+
+
 def make_cli(pm: KmePluginManager) -> click.Group:
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(package_name="kme", prog_name="kme")
@@ -29,209 +234,8 @@ def make_cli(pm: KmePluginManager) -> click.Group:
         ctx.ensure_object(dict)
         ctx.obj["pm"] = pm
 
-    @cli.command()
-    @click.argument("pipeline", type=click.Path(dir_okay=False))
-    @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: the pipeline's output).")
-    @click.option("--resume", is_flag=True, help="Continue an interrupted run in the run folder.")
-    @click.option("--overwrite", is_flag=True, help="Replace a previous run in the run folder.")
-    @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-    @click.option("-v", "--verbose", is_flag=True, help="Print info-level events too.")
-    @click.pass_context
-    def run(ctx: click.Context, pipeline: str, out_dir: str | None, resume: bool, overwrite: bool,
-            no_progress: bool, verbose: bool) -> None:
-        """Run PIPELINE (YAML): edit, evaluate, write a run folder."""
-        from kme.pipeline import load_pipeline, run_pipeline
-
-        spec = load_pipeline(pipeline)
-        if resume and overwrite:
-            raise KmeError("--resume and --overwrite exclude each other")
-        summary = run_pipeline(spec, _pm(ctx), out_dir=out_dir, resume=resume, overwrite=overwrite, source=pipeline,
-                               progress=not no_progress, verbose=verbose)
-        click.echo(_metrics_table(summary))
-        click.echo(f"run folder: {summary['config']['output']}")
-
-    @cli.command()
-    @click.argument("pipeline", type=click.Path(dir_okay=False))
-    @click.pass_context
-    def validate(ctx: click.Context, pipeline: str) -> None:
-        """Validate PIPELINE against the installed plugins without loading any model."""
-        from kme.pipeline import load_pipeline, validate_components
-
-        spec = load_pipeline(pipeline)
-        validate_components(spec, _pm(ctx), pipeline)
-        click.echo(f"{pipeline}: valid ({len(spec.editors)} editor(s), {len(spec.metrics)} metric(s), "
-                   f"dataset {spec.dataset.name!r}, model {spec.model.name!r})")
-
-    @cli.command()
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-    @click.pass_context
-    def plugins(ctx: click.Context, as_json: bool) -> None:
-        """List installed plugins, what each provides and which hooks it implements."""
-        d = _pm(ctx).describe()
-        if as_json:
-            click.echo(json.dumps(d, indent=2))
-            return
-        for p in d["plugins"]:
-            ver = f" {p['version']}" if p["version"] else ""
-            dist = f" ({p['distribution']}{ver})" if p["distribution"] else ""
-            click.echo(f"{p['name']}{dist}{' [built-in]' if p['builtin'] else ''}")
-            for kind, names in p["provides"].items():
-                click.echo(f"  {kind}: {', '.join(names)}")
-            click.echo(f"  hooks: {', '.join(p['hooks'])}")
-        for f in d["failures"]:
-            click.echo(f"FAILED {f['name']} ({f['distribution']}): {f['phase']}: {f['error']}")
-
-    @cli.command()
-    @click.pass_context
-    def datasets(ctx: click.Context) -> None:
-        """List datasets: name, source format, where to get it."""
-        reg = _pm(ctx).datasets
-        for name, cls in reg.items():
-            click.echo(f"{name}: {cls.description}")
-            if cls.source_format:
-                click.echo(f"  format: {cls.source_format}")
-            if cls.homepage:
-                click.echo(f"  source: {cls.homepage}")
-
-    @cli.command()
-    @click.argument("model")
-    @click.option("--editor", "editor_name", required=True, help="Registered editor name.")
-    @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Editor param (YAML value).")
-    @click.option("--prompt", required=True, help="Relation prompt with a {} subject slot.")
-    @click.option("--subject", required=True)
-    @click.option("--target", required=True, help="New object o*.")
-    @click.option("--target-true", default=None, help="Old object o, if known.")
-    @click.option("--preset", default="auto", show_default=True,
-                  help="auto (the preset for this model), none, or a preset name (`kme presets`).")
-    @click.option("--save-patch", type=click.Path(file_okay=False), help="Write the edit as a patch folder.")
-    @click.option("--save-model", type=click.Path(file_okay=False), help="Write the edited weights (save_pretrained).")
-    @click.pass_context
-    def edit(ctx: click.Context, model: str, editor_name: str, params: tuple[str, ...], prompt: str,
-             subject: str, target: str, target_true: str | None, preset: str, save_patch: str | None,
-             save_model: str | None) -> None:
-        """Edit one fact of MODEL (alias, path or hub id) and save the result."""
-        from pydantic import ValidationError
-
-        from kme.data import EditRequest
-        from kme.errors import ConfigError, format_validation_error
-        from kme.models.loading import load_model
-
-        pm = _pm(ctx)
-        cls = pm.editors.get(editor_name, where="--editor")
-        explicit = _parse_params(params)
-        cls.parse_params(explicit, where="--param")
-        try:
-            req = EditRequest(case_id=0, prompt=prompt, subject=subject, target_new=target, target_true=target_true)
-        except ValidationError as e:
-            raise ConfigError(format_validation_error(e), where="edit request") from None
-        m = load_model(model, pm)
-        editor = m.make_editor(editor_name, explicit, preset=preset, where="--param")
-        try:
-            editor.check_model(m)
-        except KmeError as e:
-            raise type(e)(e.message, hint=e.hint, where="--param" + (f" {e.where}" if e.where else "")) from None
-        if editor.resolution is not None and editor.resolution.preset:
-            click.echo(f"preset {editor.resolution.preset} ({editor.resolution.preset_plugin})")
-        before = m.generate([req.text], max_new_tokens=5)[0]
-        try:
-            m.edit(editor, [req])
-        except KmeError:
-            raise
-        except Exception as e:  # the editor itself failed (e.g. an overflow); the edit was rolled back
-            raise EditFailedError(f"editor {editor_name!r} raised {type(e).__name__}: {str(e)[:300]}; "
-                                  "the edit was rolled back", hint="check its params (learning rate, layers)") \
-                from None
-        after = m.generate([req.text], max_new_tokens=5)[0]
-        click.echo(f"{req.text!r}\n  before: {before!r}\n  after:  {after!r}")
-        if save_patch:
-            m.save_patch(save_patch)
-            click.echo(f"patch written to {save_patch}")
-        if save_model:
-            m.save_pretrained(save_model)
-            click.echo(f"edited model written to {save_model}")
-
-    @cli.command("presets")
-    @click.argument("editor", required=False)
-    @click.option("--model", "model_name", default=None,
-                  help="Show the preset that applies to this model (alias or local directory; only its config is read).")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-    @click.pass_context
-    def presets_cmd(ctx: click.Context, editor: str | None, model_name: str | None, as_json: bool) -> None:
-        """List presets (recommended editor params per model), or the one that applies to --model."""
-        from kme.presets import find_preset
-
-        pm = _pm(ctx)
-        if editor is not None:
-            pm.editors.get(editor, where="EDITOR")
-        rows = [p for _, p in pm.presets.items() if editor is None or p.editor == editor]
-        chosen: dict[str, Any] = {}
-        if model_name is not None:
-            ident = _identity(pm, model_name)
-            names = [editor] if editor else sorted({p.editor for p in rows})
-            for ed in names:
-                p = find_preset(pm, ed, ident, "auto", where="--model")
-                chosen[ed] = p.name if p else None
-            rows = [p for p in rows if p.name in chosen.values()]
-        if as_json:
-            click.echo(json.dumps({"model": model_name, "applies": chosen or None, "presets": [
-                {**p.model_dump(mode="json"), "plugin": pm.presets.owner(p.name)} for p in rows]}, indent=2))
-            return
-        if model_name is not None:
-            click.echo(f"model {model_name}: {ident.describe()}")
-            for ed, name in chosen.items():
-                if name is None:
-                    click.echo(f"  {ed}: no preset (code defaults)")
-        if not rows and model_name is None:
-            click.echo("no presets installed" + (f" for editor {editor!r}" if editor else ""))
-        for p in rows:
-            click.echo(f"{p.name}  [{pm.presets.owner(p.name)}]  editor {p.editor}, model {p.model.describe()}")
-            if p.description:
-                click.echo(f"  {p.description}")
-            for k, v in p.params.items():
-                why = f"  # {p.notes[k]}" if k in p.notes else ""
-                click.echo(f"    {k}: {json.dumps(v)}{why}")
-            if p.reference:
-                click.echo(f"  reference: {p.reference}")
-
-    @cli.group()
-    def patch() -> None:
-        """Inspect and apply saved patches."""
-
-    @patch.command("info")
-    @click.argument("path", type=click.Path(file_okay=False))
-    def patch_info(path: str) -> None:
-        """Show what a patch holds."""
-        from pathlib import Path
-
-        from kme.patch import check_tensors, read_manifest, read_tensors
-
-        m = read_manifest(path)
-        check_tensors(None, m, read_tensors(path), Path(path) / "manifest.json")
-        click.echo(f"base model: {m.base_model.source} ({m.base_model.fingerprint})")
-        for e in m.edits:
-            click.echo(f"- {e.editor}: {len(e.requests)} request(s), {len(e.deltas)} weight delta(s), "
-                       f"{len(e.memory)} memory item(s)")
-
-    @patch.command("apply")
-    @click.argument("model")
-    @click.argument("path", type=click.Path(file_okay=False))
-    @click.option("--save-model", type=click.Path(file_okay=False), required=True,
-                  help="Where to write the patched model.")
-    @click.pass_context
-    def patch_apply(ctx: click.Context, model: str, path: str, save_model: str) -> None:
-        """Apply the patch at PATH to MODEL and save the result."""
-        from pathlib import Path
-
-        from kme.models.loading import load_model
-        from kme.patch import check_tensors, read_manifest, read_tensors
-
-        # a damaged patch is refused before the (possibly long) model load
-        check_tensors(None, read_manifest(path), read_tensors(path), Path(path) / "manifest.json")
-        m = load_model(model, _pm(ctx))
-        hs = m.load_patch(path)
-        m.save_pretrained(save_model)
-        click.echo(f"applied {len(hs)} edit(s); patched model written to {save_model}")
-
+    for command in (run, validate, plugins, datasets, edit, presets_cmd, patch):
+        cli.add_command(command)
     return cli
 
 

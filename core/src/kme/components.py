@@ -29,7 +29,13 @@ class Params(BaseModel):
 
 
 class Capabilities(BaseModel):
-    """What an editor can do; the runner and ``kme plugins`` read these."""
+    """What an editor can do; the runner and ``kme plugins`` read these.
+
+    ``batch``: edits several requests in one call (else a pipeline's ``batch_size`` must be 1).
+    ``sequential``: its edits can accumulate (protocols of kind ``sequential``).
+    ``needs_training``: has trained parts; when :meth:`Editor.is_trained` is false the runner
+    calls :meth:`Editor.train` on the dataset's train split before the baseline.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -37,7 +43,6 @@ class Capabilities(BaseModel):
     batch: bool = True
     sequential: bool = True
     needs_training: bool = False
-    needs_covariance: bool = False
 
 
 class Component:
@@ -93,6 +98,21 @@ class Editor(Component):
     ) -> "EditHandle":
         """Apply ``requests``; create the handle with ``model.new_handle(self, requests)``."""
         raise NotImplementedError(f"editor {self.name!r} does not implement apply()")
+
+    def is_trained(self) -> bool:
+        """Editors with ``capabilities.needs_training``: whether the params name trained parts
+        (a checkpoint) to use. The runner trains the editor first when this is false."""
+        return True
+
+    def train(self, model: "EditedModel", requests: list["EditRequest"], out_dir: str) -> dict[str, Any]:
+        """Fit the editor's trained parts on ``requests`` (a dataset's train split, never the
+        requests being edited) starting from ``model``, write them under ``out_dir``, and
+        return the params that point at them (e.g. ``{"checkpoint": out_dir}``).
+
+        Called by the runner once per run folder (a resumed run reuses the result) when
+        ``capabilities.needs_training`` is set and :meth:`is_trained` is false; the run's
+        ``config.json`` records the returned params with the source ``trained``."""
+        raise NotImplementedError(f"editor {self.name!r} declares needs_training but does not implement train()")
 
     def check_model(self, model: "EditedModel") -> None:
         """Raise :class:`kme.errors.ConfigError` (``where`` naming the param) if these params
@@ -187,6 +207,11 @@ class Metric(Component):
         self, model: "EditedModel", requests: list["EditRequest"], context: "EvalContext"
     ) -> list[float | None]:
         raise NotImplementedError(f"metric {self.name!r} does not implement compute()")
+
+    def details(self, context: "EvalContext | None" = None) -> dict[str, Any]:
+        """Extra facts for ``summary.json`` (``metrics.<name>.details``): counts, ties, what a
+        score was computed from. Called once when the run is summarised; empty by default."""
+        return {}
 
     @classmethod
     def info(cls) -> dict[str, Any]:

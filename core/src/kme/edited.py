@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from kme.batching import pad_sequences
 from kme.data import EditRequest, Location, MemoryHit
 from kme.errors import KmeError
 from kme.models.layouts import ModelLayout
@@ -492,14 +493,8 @@ class EditedModel:
         dev = self.device
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            full = [seqs[i][0] + seqs[i][1] for i in idx]
-            width = max(len(s) for s in full)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, s in enumerate(full):
-                ids[r, : len(s)] = torch.tensor(s)
-                mask[r, : len(s)] = 1
-            logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
+            ids, mask = pad_sequences([seqs[i][0] + seqs[i][1] for i in idx], pad, dev)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
             for r, i in enumerate(idx):
                 pid, tid = seqs[i]
@@ -527,15 +522,10 @@ class EditedModel:
         order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            width = max(len(enc[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(idx):
-                ids[r, : len(enc[i])] = torch.tensor(enc[i])
-                mask[r, : len(enc[i])] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            ids, mask = pad_sequences([enc[i] for i in idx], pad, self.device)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
             last = mask.sum(1) - 1
-            lp = torch.log_softmax(logits[torch.arange(len(idx)), last.to(self.device)].float(), -1).cpu()
+            lp = torch.log_softmax(logits[torch.arange(len(idx), device=self.device), last].float(), -1).cpu()
             for r, i in enumerate(idx):
                 rows[i] = lp[r]
         return rows  # type: ignore[return-value]

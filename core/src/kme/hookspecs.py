@@ -8,9 +8,9 @@ Phases:
 
 1. **Registration** -- called once per plugin manager, right after plugins load, to collect
    what each plugin provides (editors, locators, datasets, metrics, model layouts and
-   aliases, CLI commands).
+   aliases, presets, corpora, run protocols, CLI commands).
 2. **Operation** -- called by the kernel while a model is being edited and evaluated:
-   ``kme_locate``, ``kme_edit``, ``kme_memory_lookup``, ``kme_evaluate``. The kernel's
+   ``kme_locate``, ``kme_edit``, ``kme_memory_lookup``, ``kme_prepare_metric``, ``kme_evaluate``. The kernel's
    built-in ``dispatch`` plugin implements each by calling the registered component; other
    plugins may wrap them (``wrapper=True``) for cross-cutting concerns -- timing, logging,
    NaN guards -- or answer first (``tryfirst=True``).
@@ -151,6 +151,20 @@ def kme_register_corpora(register: "Register") -> None:
 
 
 @hookspec
+def kme_register_protocols(register: "Register") -> None:
+    """Register run protocols: how a pipeline applies, evaluates and undoes its batches.
+
+    :param register: call ``register(MyProtocol)`` with a subclass of
+        :class:`kme.RunProtocol`; its ``name`` is what a pipeline's ``protocol.mode`` names and
+        its ``Params`` validate ``protocol.params``.
+    :returns: nothing.
+
+    Called once per plugin manager after loading. Not firstresult. The kernel registers
+    ``batch`` and ``sequential`` through this hook like any plugin would.
+    """
+
+
+@hookspec
 def kme_register_commands(cli: "click.Group") -> None:
     """Add sub-commands to the ``kme`` command line.
 
@@ -234,6 +248,26 @@ def kme_evaluate(
 
     Called after each batch of edits (and once on the unedited model for baselines).
     firstresult. The built-in dispatch plugin calls ``metric.compute(...)``.
+    """
+
+
+@hookspec(firstresult=True)
+def kme_prepare_metric(
+    model: "EditedModel", metric: "Metric", requests: list["EditRequest"], context: "EvalContext"
+) -> "bool | None":
+    """Let ``metric`` read what it needs from the unedited ``model`` before any edit.
+
+    :param model: the unedited model.
+    :param metric: the configured metric instance.
+    :param requests: every request of the run.
+    :param context: the evaluation context (``phase`` is ``baseline``); what the metric
+        stores in ``context.cache`` is saved with the run and reused on resume.
+    :returns: ``True`` once the metric is prepared, or ``None`` to let the next
+        implementation answer.
+
+    Called once per run, before the baseline is scored (not again on resume: the cache is
+    read back). firstresult. The built-in dispatch plugin calls ``metric.prepare(...)``;
+    the guards plugin times it like ``kme_evaluate``.
     """
 
 

@@ -2,7 +2,7 @@
 
 Loading order (documented in docs/plugins.md):
 
-1. the kernel's built-in plugins (``kme.builtin.*``: hook dispatch, guards, layouts);
+1. the kernel's built-in plugins (``kme.builtin.*``: hook dispatch, guards, layouts, protocols);
 2. entry points of the ``kme`` group, unless ``KME_DISABLE_PLUGIN_AUTOLOAD`` is set; when
    ``KME_LOAD_PLUGINS`` is set (comma-separated entry-point names) only those load;
 3. plugins passed explicitly (``build_plugin_manager(plugins=[...])``);
@@ -38,7 +38,7 @@ ENTRY_POINT_GROUP = "kme"
 ENV_DISABLE = "KME_DISABLE_PLUGIN_AUTOLOAD"
 ENV_ONLY = "KME_LOAD_PLUGINS"
 
-BUILTIN_PLUGINS = ("kme.builtin.dispatch", "kme.builtin.guards", "kme.builtin.layouts")
+BUILTIN_PLUGINS = ("kme.builtin.dispatch", "kme.builtin.guards", "kme.builtin.layouts", "kme.builtin.protocols")
 
 
 @dataclass
@@ -81,6 +81,9 @@ class KmePluginManager(pluggy.PluginManager):
 
         self.presets: Registry[Preset] = Registry("preset", Preset, instances=True)
         self.corpora: Registry[TextCorpus] = Registry("corpus", TextCorpus, instances=True)
+        from kme.pipeline.protocols import RunProtocol
+
+        self.protocols: Registry[type[RunProtocol]] = Registry("protocol", RunProtocol)
         self.failures: list[PluginFailure] = []
         self.infos: dict[str, PluginInfo] = {}
         self._collected = False
@@ -144,6 +147,7 @@ class KmePluginManager(pluggy.PluginManager):
             ("kme_register_metrics", self.metrics),
             ("kme_register_presets", self.presets),
             ("kme_register_corpora", self.corpora),
+            ("kme_register_protocols", self.protocols),
         ):
             for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
                 pname = self.get_name(impl.plugin) or repr(impl.plugin)
@@ -164,7 +168,8 @@ class KmePluginManager(pluggy.PluginManager):
         for label, reg in (("editors", self.editors), ("locators", self.locators),
                            ("datasets", self.datasets), ("metrics", self.metrics),
                            ("model_layouts", self.layouts), ("model_aliases", self.aliases),
-                           ("presets", self.presets), ("corpora", self.corpora)):
+                           ("presets", self.presets), ("corpora", self.corpora),
+                           ("protocols", self.protocols)):
             names = [n for n in reg if reg.owner(n) == plugin_name]
             if names:
                 out[label] = names

@@ -18,8 +18,8 @@ def test_quickstart_validates():
 
     spec = load_pipeline(QUICKSTART)
     comps = validate_components(spec, kme.build_plugin_manager(), str(QUICKSTART))
-    assert spec.model.name == "factworld" and comps["dataset"].params.limit == 10
-    assert [e.name for e in comps["editors"]] == ["rome"]
+    assert spec.model.name == "factworld" and comps.dataset.params.limit == 10
+    assert [e.name for e in comps.editors] == ["rome"]
 
 
 @pytest.mark.skipif(not (CHECKPOINT_DIR / "model.safetensors").exists(), reason="no shipped checkpoint")

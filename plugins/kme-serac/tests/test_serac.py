@@ -138,3 +138,23 @@ def test_train_command(pm, tmp_path):
     m = kme.load_model(str(base), pm)
     m.edit("serac", default_requests()[:1], {"checkpoint": str(out)})
     assert torch.isfinite(m.next_token_logprobs(["The capital of France is"])).all()
+
+
+def test_without_a_checkpoint_the_editor_trains_one_with_the_command_defaults(tmp_path, monkeypatch):
+    import kme_serac.training as training
+
+    from kme_serac.editor import SeracEditor
+
+    seen = {}
+
+    def fake_train(base, requests, out, cfg=None, log=None):
+        seen.update(n=len(requests), out=str(out), cfg=cfg)
+        return {}
+
+    monkeypatch.setattr(training, "train_serac", fake_train)
+    ed = SeracEditor()
+    assert not ed.is_trained() and type(ed).capabilities.needs_training
+    updates = ed.train(tiny_model("gpt2"), _train_requests(), str(tmp_path / "t"))
+    assert updates == {"checkpoint": str(tmp_path / "t")}
+    assert seen["n"] == 12 and seen["cfg"] == TrainConfig()  # what `kme serac train` uses by default
+    assert SeracEditor({"checkpoint": str(CKPT)}).is_trained()

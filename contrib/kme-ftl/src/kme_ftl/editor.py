@@ -40,15 +40,11 @@ class FTLEditor(kme.Editor):
 
         tok = model.tokenizer
         batch = [(tok(r.text)["input_ids"], model.target_ids(r.text, r.target_new)) for r in requests]
-        width = max(len(a) + len(b) for a, b in batch)
-        ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        labels = torch.full_like(ids, -100)
+        ids, mask = kme.pad_sequences([a + b for a, b in batch], tok.pad_token_id, model.device)
+        labels = torch.full(ids.shape, -100, dtype=torch.long)
         for i, (a, b) in enumerate(batch):
-            ids[i, : len(a) + len(b)] = torch.tensor(a + b)
-            mask[i, : len(a) + len(b)] = 1
             labels[i, len(a): len(a) + len(b)] = torch.tensor(b)
-        ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
+        labels = labels.to(model.device)
 
         params = dict(model.model.named_parameters())
         was_training = model.model.training

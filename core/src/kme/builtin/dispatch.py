@@ -45,6 +45,13 @@ def kme_memory_lookup(model: "EditedModel", prompts: list[str]) -> "list[MemoryH
 
 
 @hookimpl(trylast=True)
+def kme_prepare_metric(model: "EditedModel", metric: "Metric", requests: list["EditRequest"],
+                       context: "EvalContext") -> bool:
+    metric.prepare(model, requests, context)
+    return True
+
+
+@hookimpl(trylast=True)
 def kme_evaluate(model: "EditedModel", metric: "Metric", requests: list["EditRequest"],
                  context: "EvalContext") -> list[float | None]:
     values = metric.compute(model, requests, context)

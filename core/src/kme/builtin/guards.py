@@ -85,6 +85,17 @@ def kme_edit(model: "EditedModel", editor: "Editor", requests: list["EditRequest
 
 
 @hookimpl(wrapper=True)
+def kme_prepare_metric(model: "EditedModel", metric: "Metric", requests: list["EditRequest"],
+                       context: "EvalContext") -> Any:
+    t0 = time.perf_counter()
+    done = yield
+    elapsed = time.perf_counter() - t0
+    context.timings[f"{metric.name}_prepare"] = context.timings.get(f"{metric.name}_prepare", 0.0) + elapsed
+    log.debug("metric.prepared", metric=metric.name, n=len(requests), seconds=round(elapsed, 4))
+    return done
+
+
+@hookimpl(wrapper=True)
 def kme_evaluate(model: "EditedModel", metric: "Metric", requests: list["EditRequest"],
                  context: "EvalContext") -> Any:
     t0 = time.perf_counter()

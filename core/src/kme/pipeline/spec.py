@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,6 +16,7 @@ from kme.files import parse_yaml, read_text
 from kme.models.loading import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from kme.pipeline.session import Components
     from kme.plugins import KmePluginManager
 
 __all__ = ["ComponentRef", "EditorRef", "DatasetRef", "ProtocolSpec", "PipelineSpec", "load_pipeline",
@@ -86,14 +87,18 @@ class DatasetRef(BaseModel):
 class ProtocolSpec(_Strict):
     """How edits are applied and evaluated.
 
+    ``mode`` names a registered protocol (``kme plugins`` lists them; plugins add more through
+    ``kme_register_protocols``), ``params`` are that protocol's own settings. Built in:
+
     ``batch``: requests are split into batches of ``batch_size``; each batch is applied to the
     unedited model, evaluated, and undone (batches are independent).
     ``sequential``: batches are applied one after another and never undone; after each batch
     the batch itself is evaluated, and at ``checkpoints`` (numbers of edits applied; default:
-    after every batch) every edit so far is re-evaluated (retention).
+    about ten points over the run) every edit so far is re-evaluated (retention).
     """
 
-    mode: Literal["batch", "sequential"] = "batch"
+    mode: str = "batch"
+    params: dict[str, Any] = Field(default_factory=dict)
     batch_size: StrictInt = Field(1, ge=1)
     num_edits: StrictInt | None = Field(None, ge=1)
     checkpoints: list[StrictInt] | None = None
@@ -108,11 +113,6 @@ class ProtocolSpec(_Strict):
             raise ValueError("checkpoints are numbers of edits applied and must be >= 1")
         return sorted(set(v))
 
-    @model_validator(mode="after")
-    def _checkpoints_only_sequential(self) -> "ProtocolSpec":
-        if self.checkpoints and self.mode != "sequential":
-            raise ValueError("checkpoints apply only to mode: sequential")
-        return self
 
 
 class PipelineSpec(_Strict):
@@ -130,6 +130,8 @@ class PipelineSpec(_Strict):
     def resolved(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         d["dataset"] = {"name": self.dataset.name, **self.dataset.options}
+        if not d["protocol"]["params"]:
+            del d["protocol"]["params"]  # as before protocols took params: old runs still resume
         return d
 
 
@@ -153,18 +155,22 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
     return parse_pipeline(data, str(p))
 
 
-def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str = "<pipeline>") -> dict[str, Any]:
-    """Check that every named component is registered and accepts its params.
+def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str = "<pipeline>") -> "Components":
+    """Check that every named component is registered, accepts its params and fits the
+    protocol; return them configured (editors are configured again for the model by the run)."""
+    from kme.pipeline.session import Components
 
-    Returns the instantiated components: ``{"dataset", "editors", "locator", "metrics"}``.
-    """
-    out: dict[str, Any] = {}
+    proto_cls = pm.protocols.get(spec.protocol.mode, where=f"{source}: protocol.mode")
+    protocol = proto_cls(proto_cls.parse_params(spec.protocol.params, where=f"{source}: protocol.params"))
+    if spec.protocol.checkpoints and not proto_cls.uses_checkpoints:
+        raise ConfigError(f"checkpoints apply only to protocols that keep edits (sequential), not to mode: "
+                          f"{spec.protocol.mode}", where=f"{source}: protocol.checkpoints")
     ds_cls = pm.datasets.get(spec.dataset.name, where=f"{source}: dataset.name")
-    out["dataset"] = ds_cls(ds_cls.parse_params(spec.dataset.options, where=f"{source}: dataset"))
-    out["editors"] = []
+    dataset = ds_cls(ds_cls.parse_params(spec.dataset.options, where=f"{source}: dataset"))
+    editors = []
     for i, ref in enumerate(spec.editors):
         cls = pm.editors.get(ref.name, where=f"{source}: editors[{i}].name")
-        out["editors"].append(cls(cls.parse_params(ref.params, where=f"{source}: editors[{i}].params")))
+        editors.append(cls(cls.parse_params(ref.params, where=f"{source}: editors[{i}].params")))
         if ref.preset not in ("auto", "none"):
             from kme.presets import find_preset
 
@@ -172,18 +178,18 @@ def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str 
         if spec.protocol.batch_size > 1 and not cls.capabilities.batch:
             raise ConfigError(f"editor {ref.name!r} cannot edit a batch of {spec.protocol.batch_size}",
                               where=f"{source}: protocol.batch_size", hint="use batch_size: 1")
-        if spec.protocol.mode == "sequential" and not cls.capabilities.sequential:
+        if proto_cls.kind == "sequential" and not cls.capabilities.sequential:
             raise ConfigError(f"editor {ref.name!r} does not support sequential editing",
                               where=f"{source}: protocol.mode")
-    out["locator"] = None
+    locator = None
     if spec.locator is not None:
         cls = pm.locators.get(spec.locator.name, where=f"{source}: locator.name")
-        out["locator"] = cls(cls.parse_params(spec.locator.params, where=f"{source}: locator.params"))
-    out["metrics"] = []
+        locator = cls(cls.parse_params(spec.locator.params, where=f"{source}: locator.params"))
     dup = {n for n, k in Counter(m.name for m in spec.metrics).items() if k > 1}
     if dup:
         raise ConfigError(f"metric(s) listed twice: {', '.join(sorted(dup))}", where=f"{source}: metrics")
+    metrics = []
     for i, ref in enumerate(spec.metrics):
         cls = pm.metrics.get(ref.name, where=f"{source}: metrics[{i}]")
-        out["metrics"].append(cls(cls.parse_params(ref.params, where=f"{source}: metrics[{i}].params")))
-    return out
+        metrics.append(cls(cls.parse_params(ref.params, where=f"{source}: metrics[{i}].params")))
+    return Components(dataset=dataset, editors=editors, locator=locator, metrics=metrics, protocol=protocol)

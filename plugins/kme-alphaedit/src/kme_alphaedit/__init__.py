@@ -7,23 +7,12 @@ The editor is :class:`kme_alphaedit.editor.AlphaEditEditor`; its update is
 
 from __future__ import annotations
 
-from typing import Any
+from kme_editlib.registration import registration_hook
 
-import kme
+from kme_alphaedit.editor import AlphaEditEditor
+from kme_alphaedit.presets import PRESETS
 
 __all__ = ["kme_register_editors", "kme_register_presets"]
 
-
-@kme.hookimpl
-def kme_register_editors(register: Any) -> None:
-    from kme_alphaedit.editor import AlphaEditEditor
-
-    register(AlphaEditEditor)
-
-
-@kme.hookimpl
-def kme_register_presets(register: Any) -> None:
-    from kme_alphaedit.presets import PRESETS
-
-    for preset in PRESETS:
-        register(preset)
+kme_register_editors = registration_hook(AlphaEditEditor)
+kme_register_presets = registration_hook(*PRESETS)

@@ -14,20 +14,21 @@ keys from later updates.
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 import kme
 from kme import EditFailedError
-from kme_editlib.defaults import param_source
+from kme_editlib.editors import MultiLayerEditor
 from kme_editlib.params import MultiLayerParams
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from kme import EditedModel, EditHandle, EditRequest, Location
+    from kme_editlib.editors import Solver
+    from kme_editlib.targets import TargetResult
 
 __all__ = ["AlphaEditEditor", "AlphaEditParams"]
 
@@ -41,11 +42,10 @@ class AlphaEditParams(MultiLayerParams):
     L2: float = Field(10.0, ge=0, description="α, the ridge term of the update")
 
 
-class AlphaEditEditor(kme.Editor):
+class AlphaEditEditor(MultiLayerEditor):
     name = "alphaedit"
     description = "MEMIT's update projected onto the null space of preserved keys, for sequential editing (Fang et al., 2025)"
     Params = AlphaEditParams
-    capabilities = kme.Capabilities(kind="parametric", batch=True, sequential=True, needs_covariance=True)
 
     def projector(self, model: "EditedModel", layer: int, cov: "torch.Tensor") -> tuple["torch.Tensor", int]:
         from kme_editlib.solvers import null_space_projector
@@ -73,51 +73,37 @@ class AlphaEditEditor(kme.Editor):
                 gram = k @ k.T if gram is None else gram + k @ k.T
         return gram
 
-    def check_model(self, model: "EditedModel") -> None:
-        super().check_model(model)
-        self.params.check_stats(model)  # type: ignore[attr-defined]
-
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
-        from kme_editlib.keys import average_keys
-        from kme_editlib.multilayer import even_spread, insert_over_layers
+        if not self.params.mom2_adjustment:  # type: ignore[attr-defined]
+            raise kme.ConfigError("AlphaEdit needs the key statistics (mom2_adjustment: true)",
+                                  where="editor 'alphaedit' params")
+        return super().apply(model, requests, location)
+
+    def solver(self, model: "EditedModel", layers: list[int], covs: dict) -> tuple["Solver", dict[str, Any]]:
         from kme_editlib.solvers import null_space_update
-        from kme_editlib.targets import optimise_targets
 
         p: AlphaEditParams = self.params  # type: ignore[assignment]
-        if not p.mom2_adjustment:
-            raise kme.ConfigError("AlphaEdit needs the key statistics (mom2_adjustment: true)",
-                                         where="editor 'alphaedit' params")
-        layers, source = p.critical_layers(model, location, param_source(self, "layers"))
-        t0 = time.perf_counter()
-        stats: dict = {}
-        covs = p.second_moments(model, layers, info=stats)
-        projectors = {layer: self.projector(model, layer, covs[layer]) for layer in layers}  # type: ignore[arg-type]
-        t1 = time.perf_counter()
-        prefixes = p.prefixes(model)
-        point = (layers[-1], "block")
-        res = optimise_targets(model, requests, [point], prefixes, p.target_config(), progress=p.progress)
-        t2 = time.perf_counter()
-        handle = model.new_handle(self, requests)
+        projectors = {layer: self.projector(model, layer, covs[layer]) for layer in layers}
         grams = {layer: self.previous_gram(model, layer) for layer in layers}
 
         def solve(layer: int, K: "torch.Tensor", R: "torch.Tensor") -> "torch.Tensor":
             return null_space_update(K, R, projectors[layer][0], grams[layer], p.L2)
 
-        per_layer = insert_over_layers(model, handle, requests, layers, point, res.target(point), prefixes,
-                                       p.fact_token, solve=solve, spread=even_spread,
-                                       key_groups=p.key_groups(prefixes))
-        # the keys this edit wrote, as AlphaEdit's K_p for later edits: read after the update
-        # of every layer, as the papers' code accumulates them
+        return solve, {}
+
+    def finish(self, model: "EditedModel", handle: "EditHandle", requests: list["EditRequest"], layers: list[int],
+               prefixes: list[str]) -> None:
+        """The keys this edit wrote, as AlphaEdit's ``K_p`` for later edits: read after the
+        update of every layer, as the papers' code accumulates them."""
+        from kme_editlib.keys import average_keys
+
+        p: AlphaEditParams = self.params  # type: ignore[assignment]
         final = average_keys(model, requests, layers, prefixes, p.fact_token, groups=p.key_groups(prefixes))
         for layer in layers:
             handle.state[f"{STATE_PREFIX}{layer}"] = final[layer].T.contiguous()
-        handle.meta.update({
-            "layers": layers, "layer_source": source, "statistics": stats, "stats_seconds": t1 - t0, "z_seconds": t2 - t1,
-            "solve_seconds": time.perf_counter() - t2, "per_layer": per_layer,
-            "nullspace_dims": {str(layer): projectors[layer][1] for layer in layers},
-            "previous_edits": sum(1 for h in model.stack if h.editor_name == self.name),
-            "z_loss_mean": sum(res.loss) / len(res.loss),
-            "per_request": res.per_request(),
-        })
-        return handle
+
+    def record(self, model: "EditedModel", res: "TargetResult", layers: list[int], covs: dict) -> dict[str, Any]:
+        return {"nullspace_dims": {str(layer): self.projector(model, layer, covs[layer])[1] for layer in layers},
+                "previous_edits": sum(1 for h in model.stack if h.editor_name == self.name),
+                **super().record(model, res, layers, covs)}

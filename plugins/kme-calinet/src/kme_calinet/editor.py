@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 import kme
-from kme import KmeError
+from kme import KmeError, pad_sequences
+
+from kme_memlib.neurons import SideNeurons
+from kme_memlib.sampling import sample_ids
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -33,28 +36,17 @@ class CalinetParams(kme.Params):
     retain_tokens: int = Field(32, ge=1, description="length of each retain sample")
 
 
-class CalibrationSlots:
+class CalibrationSlots(SideNeurons):
     """``out += GELU(x @ keys.T) @ values`` on one FFN, through a forward hook."""
 
     def __init__(self, module: "torch.nn.Module", keys: "torch.Tensor", values: "torch.Tensor"):
-        self.module, self.keys, self.values = module, keys, values
-        self.enabled = True
-        self.hook: Any = module.register_forward_hook(self._forward)
+        self.keys, self.values = keys, values
+        super().__init__(module)
 
-    def _forward(self, module: "torch.nn.Module", inputs: tuple, output: Any) -> Any:
+    def added(self, x: "torch.Tensor") -> "torch.Tensor":
         import torch
 
-        if not self.enabled:
-            return None
-        out = output[0] if isinstance(output, tuple) else output
-        add = torch.nn.functional.gelu(inputs[0].float() @ self.keys.T.float()) @ self.values.float()
-        new = out + add.to(out.dtype)
-        return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
-
-    def remove(self) -> None:
-        if self.hook is not None:
-            self.hook.remove()
-            self.hook = None
+        return torch.nn.functional.gelu(x.float() @ self.keys.T.float()) @ self.values.float()
 
 
 class CalinetEditor(kme.Editor):
@@ -84,7 +76,7 @@ class CalinetEditor(kme.Editor):
             keys = (torch.randn(p.slots, d, generator=gen) / d ** 0.5).to(dev).requires_grad_(True)
             values = torch.zeros(p.slots, d, device=dev, requires_grad=True)
             s = CalibrationSlots(model.layout.module(model.model, layer, "mlp"), keys, values)
-            self._register(handle, s)
+            s.bind(handle)
             slots.append(s)
             trainable += [keys, values]
 
@@ -128,16 +120,7 @@ class CalinetEditor(kme.Editor):
             except KeyError:
                 raise KmeError(f"the CALINET edit in this patch lacks the slots of layer {layer}") from None
             module = model.layout.module(model.model, model.check_layer(int(layer)), "mlp")
-            self._register(handle, CalibrationSlots(module, keys.to(model.device), values.to(model.device)))
-
-    @staticmethod
-    def _register(handle: "EditHandle", slots: CalibrationSlots) -> None:
-        handle.on_undo(slots.remove)
-
-        def toggle(enabled: bool) -> None:
-            slots.enabled = enabled
-
-        handle.on_toggle(toggle)
+            CalibrationSlots(module, keys.to(model.device), values.to(model.device)).bind(handle)
 
 
 def _retain_batch(model: "EditedModel", p: CalinetParams,
@@ -146,19 +129,13 @@ def _retain_batch(model: "EditedModel", p: CalinetParams,
     with the new slots switched off: what the retain term keeps."""
     import torch
 
-    tok = model.tokenizer
-    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    if start is None:
-        raise KmeError("retain_weight needs a beginning- or end-of-text token to sample retain texts from")
     for s in slots:
         s.enabled = False
     try:
         with torch.no_grad():
-            ids = torch.full((p.retain_samples, 1), start, dtype=torch.long, device=model.device)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(p.seed)
-                out = model.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                                           top_k=50, max_new_tokens=p.retain_tokens, pad_token_id=tok.pad_token_id)
+            out = sample_ids(model, p.retain_samples, p.retain_tokens, p.seed)
+            if out is None:
+                raise KmeError("retain_weight needs a beginning- or end-of-text token to sample retain texts from")
             mask = torch.ones_like(out)
             logp = torch.log_softmax(model.model(input_ids=out, attention_mask=mask).logits.float(), -1)
     finally:
@@ -179,12 +156,8 @@ def _batch(model: "EditedModel", requests: list["EditRequest"]) -> tuple["torch.
         if not a or not b:
             raise KmeError(f"request {r.case_id!r}: prompt or target encodes to no tokens")
         seqs.append((a, b))
-    width = max(len(a) + len(b) for a, b in seqs)
-    ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
+    ids, mask = pad_sequences([a + b for a, b in seqs], tok.pad_token_id, model.device)
+    labels = torch.full(ids.shape, -100, dtype=torch.long)
     for i, (a, b) in enumerate(seqs):
-        ids[i, : len(a) + len(b)] = torch.tensor(a + b)
-        mask[i, : len(a) + len(b)] = 1
         labels[i, len(a): len(a) + len(b)] = torch.tensor(b)
-    return ids.to(model.device), mask.to(model.device), labels.to(model.device)
+    return ids, mask, labels.to(model.device)

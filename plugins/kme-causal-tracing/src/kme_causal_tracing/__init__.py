@@ -9,15 +9,10 @@ subject's last token. The tracing itself is :func:`kme_causal_tracing.trace.trac
 
 from __future__ import annotations
 
-from typing import Any
+from kme_editlib.registration import registration_hook
 
-import kme
+from kme_causal_tracing.locator import CausalTracingLocator
 
 __all__ = ["kme_register_locators"]
 
-
-@kme.hookimpl
-def kme_register_locators(register: Any) -> None:
-    from kme_causal_tracing.locator import CausalTracingLocator
-
-    register(CausalTracingLocator)
+kme_register_locators = registration_hook(CausalTracingLocator)

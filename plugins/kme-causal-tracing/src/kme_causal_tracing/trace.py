@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from kme import KmeError
-from kme_editlib.hooks import HookSet, module_at, run_unpadded
+from kme_editlib.hooks import HookSet, eval_mode, module_at, run_unpadded
 from kme_editlib.tokens import encode, request_text, subject_token_range, target_ids_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,9 +81,7 @@ def trace_request(model: "EditedModel", request: "EditRequest", *, noise_std: fl
     n_layers = model.num_layers
     dev = model.device
     x = torch.tensor([ids], device=dev)
-    was_training = model.model.training
-    model.model.eval()
-    try:
+    with eval_mode(model):
         clean_states: dict[tuple[int, str], torch.Tensor] = {}
         with HookSet() as hs:
             for layer in range(n_layers):
@@ -142,8 +140,6 @@ def trace_request(model: "EditedModel", request: "EditRequest", *, noise_std: fl
                     p = p_target(run_unpadded(model, big).logits)
                 table[:, layer] = p.view(T, samples).mean(1).cpu() - p_low
             effects[kind] = table.tolist()
-    finally:
-        model.model.train(was_training)
     tokens = [model.tokenizer.decode([t]) for t in ids]
     return Trace(case_id=request.case_id, prompt=text, tokens=tokens, subject_range=(s0, s1), target=shown,
                  target_token=tok, p_clean=p_clean, p_corrupted=p_low, noise_std=noise_std, window=window,

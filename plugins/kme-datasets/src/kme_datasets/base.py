@@ -84,8 +84,18 @@ class SourceDataset(kme.Dataset):
         """The list of source records in a parsed file (override for files that are one object)."""
         if isinstance(content, list):
             return content
-        raise DatasetRecordError(f"expected a JSON array of records at the top level, got {type_name(content)}",
-                                 where=label, hint=self.format_hint())
+        raise self._unexpected_top_level(content, label, "a JSON array of records at the top level")
+
+    def top_object(self, content: Any, label: str, expected: str) -> Record:
+        """A file that is one object (for :meth:`records` overrides), as a record whose fields
+        report their path; ``expected`` describes it in the error when the file is not an object."""
+        if not isinstance(content, dict):
+            raise self._unexpected_top_level(content, label, expected)
+        return Record(content, label, "<file>", hint=self.format_hint())
+
+    def _unexpected_top_level(self, content: Any, label: str, expected: str) -> DatasetRecordError:
+        return DatasetRecordError(f"expected {expected}, got {type_name(content)}", where=label,
+                                  hint=self.format_hint())
 
     def format_hint(self) -> str:
         return f"{self.name} expects {self.source_format}" + (f" (from {self.homepage})" if self.homepage else "")

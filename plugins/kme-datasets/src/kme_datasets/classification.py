@@ -67,6 +67,10 @@ class _FactCheck(SourceDataset):
     def paraphrase(self, text: str) -> str:
         return self.params.template.replace("{claim}", text.strip())
 
+    def choices(self) -> list[str]:
+        """The distinct label words, in order: the choices of every request."""
+        return list(dict.fromkeys(self.params.label_words.values()))
+
 
 class FEVER(_FactCheck):
     name: ClassVar[str] = "fever"
@@ -85,7 +89,7 @@ class FEVER(_FactCheck):
         out = rec.objs("output", non_empty=True)
         gold_label = out[0].str("answer")
         gold = self.label_word(out[0], "answer", gold_label)
-        choices = list(dict.fromkeys(self.params.label_words.values()))
+        choices = self.choices()
         if self.params.target == "flip":
             others = [w for w in choices if w != gold]
             target_new, target_true = others[0], gold
@@ -93,15 +97,11 @@ class FEVER(_FactCheck):
             target_new, target_true = gold, None
         prompt, subject = self.prompt(claim)
         paraphrases = [self.paraphrase(r) for r in (rec.strs("filtered_rephrases", required=False) or [])]
-        meta = {"label": gold_label}
-        for k in ("prediction", "alternatives", "logit"):
-            if rec.has(k):
-                meta[k] = rec.raw(k)
+        meta = {"label": gold_label, **rec.present("prediction", "alternatives", "logit")}
         prov = out[0].objs("provenance", required=False) or []
         if prov and prov[0].has("title"):
             meta["wikipedia_title"] = prov[0].raw("title")
-        case = rec.id("id") if rec.has("id") else rec.index
-        return [EditRequest(case_id=case, prompt=prompt, subject=subject, target_new=target_new,
+        return [EditRequest(case_id=rec.id_or_index("id"), prompt=prompt, subject=subject, target_new=target_new,
                             target_true=target_true, choices=choices, paraphrase_prompts=paraphrases, meta=meta)]
 
 
@@ -125,14 +125,9 @@ class VitaminC(_FactCheck):
         label = rec.str("label")
         target = self.label_word(rec, "label", label)
         prompt, subject = self.prompt(claim)
-        meta = {"label": label}
-        for k in ("page", "revision_type", "case_id"):
-            if rec.has(k):
-                meta[k] = rec.raw(k)
-        case = rec.id("unique_id") if rec.has("unique_id") else rec.index
-        return [EditRequest(case_id=case, prompt=prompt, subject=subject, target_new=target,
-                            choices=list(dict.fromkeys(self.params.label_words.values())),
-                            reference_texts=[evidence], meta=meta)]
+        meta = {"label": label, **rec.present("page", "revision_type", "case_id")}
+        return [EditRequest(case_id=rec.id_or_index("unique_id"), prompt=prompt, subject=subject, target_new=target,
+                            choices=self.choices(), reference_texts=[evidence], meta=meta)]
 
 
 #: SERAC's question templates for ConvSent topics.
@@ -207,8 +202,7 @@ class SCOTUS(SourceDataset):
         if not 0 <= label < len(names):
             raise rec.error(f"is {label}, outside 0..{len(names) - 1}", "label")
         prompt, subject = whole_input("{}\nIssue area:", text)
-        case = rec.id("id") if rec.has("id") else rec.index
-        return [EditRequest(case_id=case, prompt=prompt, subject=subject, target_new=names[label],
+        return [EditRequest(case_id=rec.id_or_index("id"), prompt=prompt, subject=subject, target_new=names[label],
                             choices=list(names), meta={"label": label})]
 
 
@@ -255,6 +249,6 @@ class BiasInBios(SourceDataset):
         if isinstance(names, list) and names and isinstance(names[0], str) and names[0].strip():
             if slot_subject(text, names[0]) is not None:
                 subject = names[0].strip()
-        meta = {k: rec.raw(k) for k in ("gender", "g") if rec.has(k)}
+        meta = rec.present("gender", "g")
         return [EditRequest(case_id=rec.index, prompt=text + "\n{} has the occupation of", subject=subject,
                             target_new=occupation, choices=choices, meta=meta)]

@@ -25,9 +25,7 @@ def convert_counterfact(rec: Record) -> list[EditRequest]:
     (other subjects that truly have the *new* object) are kept in ``meta``.
     """
     rw = rec.obj("requested_rewrite")
-    prompt = rw.str("prompt")
-    if prompt.count("{}") != 1:
-        raise rw.error("must contain exactly one '{}' subject slot", "prompt")
+    prompt = rw.template("prompt")
     subject = rw.str("subject")
     tn, tt = rw.obj("target_new"), rw.obj("target_true")
     target_new, target_true = tn.str("str"), tt.str("str")

@@ -14,6 +14,14 @@ from kme_datasets.prompts import cloze_left, sentinel_span, slot_subject
 __all__ = ["ECBD", "convert_ecbd"]
 
 
+def _masked(rec: Record, key: str) -> tuple[str, str]:
+    """The text of ``key`` split at its one ``<extra_id_0>`` mask (see :func:`cloze_left`)."""
+    cut = cloze_left(rec.str(key))
+    if cut is None:
+        raise rec.error("must contain exactly one '<extra_id_0>' mask", key)
+    return cut
+
+
 def convert_ecbd(rec: Record) -> list[EditRequest]:
     """The definition's text before its ``<extra_id_0>`` mask is the prompt and the masked
     span (``def_target``) the target; the whole unmasked definition is the edit's reference
@@ -21,11 +29,7 @@ def convert_ecbd(rec: Record) -> list[EditRequest]:
     question: its text before the mask, expecting its span. The subject is ``ent_str`` where
     it occurs in the prompt, else the whole prompt (entity names are often spelled
     differently, e.g. with another dash)."""
-    definition = rec.str("definition")
-    split = cloze_left(definition)
-    if split is None:
-        raise rec.error("must contain exactly one '<extra_id_0>' mask", "definition")
-    left, right = split
+    left, right = _masked(rec, "definition")
     if not left.strip():
         raise SkipRecord("the definition's mask is at its start: no left context to prompt with", "definition")
     span = sentinel_span(rec.str("def_target"))
@@ -41,14 +45,11 @@ def convert_ecbd(rec: Record) -> list[EditRequest]:
     portability = []
     for key, _ in probes.items():
         ps = probes.obj(key)
-        sent = ps.str("probe_sentence")
-        cut = cloze_left(sent)
-        if cut is None:
-            raise ps.error("must contain exactly one '<extra_id_0>' mask", "probe_sentence")
+        cut = _masked(ps, "probe_sentence")
         target = sentinel_span(ps.str("label"))
         if cut[0].strip() and target:
             portability.append(PortabilityQuestion(prompt=cut[0], target_new=target, kind="portability"))
-    meta = {k: rec.raw(k) for k in ("category", "qid", "attribute", "additional_sentences") if rec.has(k)}
+    meta = rec.present("category", "qid", "attribute", "additional_sentences")
     meta["subject_from"] = subject_from
     meta["ent_str"] = ent
     return [EditRequest(case_id=rec.id("ex_id"), prompt=prompt, subject=subject, target_new=span,

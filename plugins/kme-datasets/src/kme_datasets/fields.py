@@ -76,6 +76,11 @@ class Record:
     def raw(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
 
+    def present(self, *keys: str) -> dict[str, Any]:
+        """``{key: raw value}`` of those of ``keys`` the record has (see :meth:`has`), in that
+        order: optional fields passed through to ``meta`` unchecked."""
+        return {k: self.data[k] for k in keys if self.has(k)}
+
     def _get(self, key: str, required: bool) -> Any:
         if key not in self.data or self.data[key] is None:
             if required:
@@ -92,6 +97,13 @@ class Record:
             self._fail(f"must be a string, got {type_name(v)}", key)
         if not allow_empty and not v.strip():
             self._fail("must be a non-empty string", key)
+        return v
+
+    def template(self, key: str) -> str:
+        """A prompt template: a non-empty string with exactly one ``{}`` subject slot."""
+        v = self.str(key)
+        if v.count("{}") != 1:
+            self._fail("must contain exactly one '{}' subject slot", key)
         return v
 
     def int(self, key: str, *, required: bool = True) -> int | None:
@@ -114,6 +126,11 @@ class Record:
         if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, str) and not v.strip()):
             self._fail(f"must be an integer or a non-empty string, got {type_name(v)}", key)
         return v
+
+    def id_or_index(self, key: str) -> int | str:
+        """The identifier in ``key`` (see :meth:`id`) when the record has one, else the record index."""
+        v = self.id(key, required=False)
+        return self.index if v is None else v
 
     # -- containers -----------------------------------------------------------------------
     def obj(self, key: str, *, required: bool = True) -> Record | None:

@@ -10,7 +10,7 @@ from kme import EditRequest
 from kme_datasets.base import SourceDataset
 from kme_datasets.fields import Record
 from kme_datasets.knowedit import knowedit_probes
-from kme_datasets.prompts import slot_subject, whole_input
+from kme_datasets.prompts import slot_or_whole_input
 
 __all__ = ["Hallucination", "convert_hallucination"]
 
@@ -23,12 +23,10 @@ def convert_hallucination(rec: Record) -> list[EditRequest]:
     text = rec.str("text")
     labels = rec.str("labels")
     concept = rec.str("concept")
-    got = slot_subject(text, concept)
-    prompt, subject = got if got is not None else whole_input("{}", text)
+    prompt, subject = slot_or_whole_input(text, concept)
     neighborhood, _, meta = knowedit_probes(rec)
     meta["concept"] = concept
-    case = rec.id("case_id") if rec.has("case_id") else rec.index
-    return [EditRequest(case_id=case, prompt=prompt, subject=subject, target_new=labels,
+    return [EditRequest(case_id=rec.id_or_index("case_id"), prompt=prompt, subject=subject, target_new=labels,
                         reference_texts=[labels], neighborhood=neighborhood, meta=meta)]
 
 

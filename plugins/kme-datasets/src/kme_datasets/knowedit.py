@@ -3,6 +3,7 @@ ConvSent and Sanitation, re-organised with portability and locality probes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 from kme import DatasetRecordError, EditRequest, PortabilityQuestion, Probe
@@ -22,6 +23,17 @@ PORTABILITY_KINDS = {
 }
 
 
+def _grouped_items(rec: Record, key: str) -> Iterator[tuple[str, Record, list[str]]]:
+    """``(group, item, ground-truth answers)`` of every item of the optional ``key`` object
+    ``{group: [{prompt, ground_truth}, ...]}``."""
+    groups = rec.obj(key, required=False)
+    if groups is None:
+        return
+    for kind, _ in groups.items():
+        for item in groups.objs(kind) or []:
+            yield kind, item, item.answers("ground_truth")
+
+
 def knowedit_probes(rec: Record) -> tuple[list[Probe], list[PortabilityQuestion], dict[str, Any]]:
     """The ``locality`` groups (Relation_Specificity, Forgetfulness, ...) as neighbourhood
     probes expecting their (unchanged) ground truth, and the ``portability`` groups as
@@ -29,25 +41,17 @@ def knowedit_probes(rec: Record) -> tuple[list[Probe], list[PortabilityQuestion]
     neighborhood: list[Probe] = []
     locality_kinds: list[str] = []
     locality_aliases: list[list[str]] = []
-    loc = rec.obj("locality", required=False)
-    if loc is not None:
-        for kind, _ in loc.items():
-            for item in loc.objs(kind) or []:
-                answers = item.answers("ground_truth")
-                neighborhood.append(Probe(prompt=item.str("prompt"), target=answers[0]))
-                locality_kinds.append(kind)
-                locality_aliases.append(answers[1:])
+    for kind, item, answers in _grouped_items(rec, "locality"):
+        neighborhood.append(Probe(prompt=item.str("prompt"), target=answers[0]))
+        locality_kinds.append(kind)
+        locality_aliases.append(answers[1:])
     portability: list[PortabilityQuestion] = []
     portability_kinds: list[str] = []
-    port = rec.obj("portability", required=False)
-    if port is not None:
-        for kind, _ in port.items():
-            for item in port.objs(kind) or []:
-                answers = item.answers("ground_truth")
-                portability.append(PortabilityQuestion(
-                    prompt=item.str("prompt"), target_new=answers[0], aliases=answers[1:],
-                    kind=PORTABILITY_KINDS.get(kind, "portability")))
-                portability_kinds.append(kind)
+    for kind, item, answers in _grouped_items(rec, "portability"):
+        portability.append(PortabilityQuestion(
+            prompt=item.str("prompt"), target_new=answers[0], aliases=answers[1:],
+            kind=PORTABILITY_KINDS.get(kind, "portability")))
+        portability_kinds.append(kind)
     meta = {"locality_kinds": locality_kinds, "locality_aliases": locality_aliases,
             "portability_kinds": portability_kinds}
     return neighborhood, portability, meta

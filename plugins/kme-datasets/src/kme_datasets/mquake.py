@@ -40,9 +40,7 @@ def convert_mquake(rec: Record) -> list[EditRequest]:
                                            kind="one-hop", aliases=hop.strs("answer_alias", required=False) or []))
     out = []
     for j, rw in enumerate(rewrites):
-        prompt = rw.str("prompt")
-        if prompt.count("{}") != 1:
-            raise rw.error("must contain exactly one '{}' subject slot", "prompt")
+        prompt = rw.template("prompt")
         last = j == len(rewrites) - 1
         q = rw.str("question", required=False)
         meta = {"mquake_case_id": case_id, "edit_index": j, "num_edits": len(rewrites),

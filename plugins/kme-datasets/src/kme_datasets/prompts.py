@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["escape_braces", "slot_subject", "subject_slot_or_skip", "whole_input", "lama_prompt", "sentinel_span", "cloze_left"]
+__all__ = ["escape_braces", "slot_subject", "subject_slot_or_skip", "whole_input", "slot_or_whole_input", "lama_prompt",
+           "sentinel_span", "cloze_left"]
 
 
 def escape_braces(text: str) -> str:
@@ -36,6 +37,13 @@ def whole_input(template: str, text: str) -> tuple[str, str]:
     the input text itself is the subject, placed in ``template`` at its ``{}`` slot. Editors
     that key on the subject's last token then use the input's last token."""
     return template, escape_braces(text).strip()
+
+
+def slot_or_whole_input(text: str, subject: str | None) -> tuple[str, str]:
+    """:func:`slot_subject` when ``subject`` is given and occurs in ``text``, else the whole
+    text is the subject (:func:`whole_input` with template ``"{}"``)."""
+    got = slot_subject(text, subject) if subject is not None else None
+    return got if got is not None else whole_input("{}", text)
 
 
 _X, _Y = "[X]", "[Y]"

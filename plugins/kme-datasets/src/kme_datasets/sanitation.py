@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from kme import DatasetRecordError, EditRequest, Probe
+from kme import EditRequest, Probe
 
 from kme_datasets.base import SourceDataset
-from kme_datasets.fields import Record, type_name
-from kme_datasets.prompts import slot_subject, whole_input
+from kme_datasets.fields import Record
+from kme_datasets.prompts import slot_or_whole_input
 
 __all__ = ["Sanitation"]
 
@@ -28,10 +28,7 @@ class Sanitation(SourceDataset):
     local_file: ClassVar[str] = "Sanitation/trivia_qa_test.json"
 
     def records(self, content: Any, label: str) -> list[Any]:
-        if not isinstance(content, dict):
-            raise DatasetRecordError(f"expected an object with 'success' and 'locality' lists, got {type_name(content)}",
-                                     where=label, hint=self.format_hint())
-        top = Record(content, label, "<file>", hint=self.format_hint())
+        top = self.top_object(content, label, "an object with 'success' and 'locality' lists")
         edit_key, keep_key = ("K_F", "K_R") if "K_F" in content else ("success", "locality")
         edits = top.objs(edit_key)
         keep = top.objs(keep_key, required=False) or []
@@ -41,8 +38,7 @@ class Sanitation(SourceDataset):
 
     def convert(self, rec: Record) -> list[EditRequest]:
         question = rec.str("question")
-        got = slot_subject(question, rec.str("subject")) if rec.has("subject") else None
-        prompt, subject = got if got is not None else whole_input("{}", question)
+        prompt, subject = slot_or_whole_input(question, rec.str("subject", required=False))
         gt = rec.answers("ground_truth")
         i = rec.index if isinstance(rec.index, int) else 0
         keep = getattr(self, "_keep", [])

@@ -26,12 +26,8 @@ def convert_situatedqa(rec: Record) -> list[EditRequest]:
         eq = rec.str("edited_question")
         if eq.strip() != question.strip():
             para.append(eq)
-    meta = {"answer_aliases": answers[1:]}
-    for k in ("date", "date_type", "location", "any_answer"):
-        if rec.has(k):
-            meta[k] = rec.raw(k)
-    case = rec.id("id") if rec.has("id") else rec.index
-    return [EditRequest(case_id=case, prompt=prompt, subject=subject, target_new=answers[0],
+    meta = {"answer_aliases": answers[1:], **rec.present("date", "date_type", "location", "any_answer")}
+    return [EditRequest(case_id=rec.id_or_index("id"), prompt=prompt, subject=subject, target_new=answers[0],
                         paraphrase_prompts=para, meta=meta)]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from kme import DatasetRecordError, EditRequest
+from kme import EditRequest
 from pydantic import Field
 
 from kme_datasets.base import SourceDataset, SourceParams
-from kme_datasets.fields import Record, SkipRecord, type_name
+from kme_datasets.fields import Record, SkipRecord
 from kme_datasets.prompts import whole_input
 
 __all__ = ["WikiGen", "WikiGenParams", "split_completion"]
@@ -59,10 +59,7 @@ class WikiGen(SourceDataset):
     def records(self, content: Any, label: str) -> list[Any]:
         if isinstance(content, list):
             return content
-        if not isinstance(content, dict):
-            raise DatasetRecordError(f"expected MEND's column object, got {type_name(content)}", where=label,
-                                     hint=self.format_hint())
-        top = Record(content, label, "<file>", hint=self.format_hint())
+        top = self.top_object(content, label, "MEND's column object")
         n_tokens = top.int("n_tokens")
         originals = top.strs("original")
         completions = top.list("completions")

@@ -43,7 +43,7 @@ def convert_mend_zsre(rec: Record, target: str) -> list[EditRequest]:
         if rec.has(key):
             meta[key] = rec.str(key, allow_empty=True)
     return [EditRequest(
-        case_id=rec.index if not rec.has("case_id") else rec.id("case_id"),
+        case_id=rec.id_or_index("case_id"),
         prompt=prompt, subject=subject, target_new=target_new, target_true=target_true,
         paraphrase_prompts=[rec.str("rephrase")],
         neighborhood=[Probe(prompt=rec.str("loc"), target=rec.str("loc_ans"))],

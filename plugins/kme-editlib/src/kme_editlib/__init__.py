@@ -6,7 +6,9 @@
 - :mod:`kme_editlib.contexts` -- the papers' random-prefix context templates;
 - :mod:`kme_editlib.targets` -- batched target-vector optimisation (ROME's v*, MEMIT's z);
 - :mod:`kme_editlib.solvers` -- rank-one, mass (least-squares) and null-space updates;
-- :mod:`kme_editlib.defaults` -- published layers per architecture and the rule elsewhere.
+- :mod:`kme_editlib.defaults` -- published layers per architecture and the rule elsewhere;
+- :mod:`kme_editlib.editors` -- editor base classes (MEMIT's edit, overridable step by step);
+- :mod:`kme_editlib.registration` -- ``kme_register_*`` hook implementations for plugins.
 
 It registers no editor; it adds the ``kme stats`` command (compute/list key statistics).
 """

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kme_editlib.base import base_weights
-from kme_editlib.hooks import run_unpadded
+from kme_editlib.hooks import eval_mode, run_unpadded
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
@@ -51,17 +51,12 @@ def context_prefixes(model: "EditedModel", spec: list[tuple[int, int]] | list[li
         return list(_CACHE[key])
     gen = torch.Generator().manual_seed(seed)
     out = [""]
-    was_training = model.model.training
-    model.model.eval()
-    try:
-        with base_weights(model):
-            for length, count in spec:
-                for i in range(count):
-                    text = _sample(model, STARTERS[i % len(STARTERS)], int(length), gen, top_k)
-                    text = " ".join(text.replace("{", " ").replace("}", " ").split())
-                    out.append(text + ". ")
-    finally:
-        model.model.train(was_training)
+    with eval_mode(model), base_weights(model):
+        for length, count in spec:
+            for i in range(count):
+                text = _sample(model, STARTERS[i % len(STARTERS)], int(length), gen, top_k)
+                text = " ".join(text.replace("{", " ").replace("}", " ").split())
+                out.append(text + ". ")
     _CACHE[key] = out
     return list(out)
 

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from kme import pad_sequences
+
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
 
-__all__ = ["HookSet", "module_at", "frozen_params", "forward", "run_unpadded", "capture_keys_values", "output_tensor",
-           "replace_output"]
+__all__ = ["HookSet", "module_at", "eval_mode", "frozen_params", "forward", "run_unpadded", "capture_keys_values",
+           "output_tensor", "replace_output"]
 
 Point = tuple[int, str]
 
@@ -86,20 +88,29 @@ class HookSet:
 
 
 @contextlib.contextmanager
-def frozen_params(model: "EditedModel") -> Iterator[None]:
-    """No gradient for the model's own weights (only injected vectors are optimised), eval
-    mode; both restored on exit."""
-    flags = {n: p.requires_grad for n, p in model.model.named_parameters()}
+def eval_mode(model: "EditedModel") -> Iterator[None]:
+    """Eval mode (no dropout) for the block; the model's train/eval mode restored on exit."""
     was_training = model.model.training
-    for p in model.model.parameters():
-        p.requires_grad_(False)
     model.model.eval()
     try:
         yield
     finally:
+        model.model.train(was_training)
+
+
+@contextlib.contextmanager
+def frozen_params(model: "EditedModel") -> Iterator[None]:
+    """No gradient for the model's own weights (only injected vectors are optimised), eval
+    mode; both restored on exit."""
+    flags = {n: p.requires_grad for n, p in model.model.named_parameters()}
+    for p in model.model.parameters():
+        p.requires_grad_(False)
+    try:
+        with eval_mode(model):
+            yield
+    finally:
         for n, p in model.model.named_parameters():
             p.requires_grad_(flags[n])
-        model.model.train(was_training)
 
 
 def forward(model: "EditedModel", ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -117,8 +128,6 @@ def capture_keys_values(model: "EditedModel", seqs: list[list[int]], indices: li
                         *, batch_size: int = 64, values: bool = False) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
     """MLP keys (input of ``mlp_out``) and optionally values (its output) at one position per
     sequence, for each of ``layers``: ``{layer: (keys [n, d_ff], values [n, d_model] | None)}``."""
-    from kme_editlib.tokens import pad
-
     keys: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     vals: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     pad_id = model.tokenizer.pad_token_id
@@ -126,7 +135,7 @@ def capture_keys_values(model: "EditedModel", seqs: list[list[int]], indices: li
         chunk = seqs[start:start + batch_size]
         idx = torch.tensor(indices[start:start + batch_size], device=model.device)
         rows = torch.arange(len(chunk), device=model.device)
-        ids, mask = pad(chunk, pad_id, model.device)
+        ids, mask = pad_sequences(chunk, pad_id, model.device)
         with HookSet() as hs:
             for layer in layers:
                 mod = module_at(model, layer, "mlp_out")

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kme_editlib.hooks import HookSet, forward, module_at
-from kme_editlib.tokens import FactToken, encode, lookup_index, pad, request_text
+from kme import pad_sequences
+
+from kme_editlib.hooks import HookSet, eval_mode, forward, module_at
+from kme_editlib.tokens import FactToken, encode, lookup_index, request_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditRequest
@@ -45,14 +47,12 @@ def _read(model: "EditedModel", seqs: list[list[int]], idxs: list[int], taps: li
     """``taps``: (layer, part, "in"|"out"); returns ``[n_seqs, d]`` per tap."""
     got: dict[tuple[int, str, str], list[torch.Tensor]] = {t: [] for t in taps}
     pad_id = model.tokenizer.pad_token_id
-    was_training = model.model.training
-    model.model.eval()
-    try:
+    with eval_mode(model):
         for start in range(0, len(seqs), batch_size):
             chunk = seqs[start:start + batch_size]
             rows = torch.arange(len(chunk), device=model.device)
             idx = torch.tensor(idxs[start:start + batch_size], device=model.device)
-            ids, mask = pad(chunk, pad_id, model.device)
+            ids, mask = pad_sequences(chunk, pad_id, model.device)
             with HookSet() as hs:
                 for tap in taps:
                     layer, part, side = tap
@@ -63,8 +63,6 @@ def _read(model: "EditedModel", seqs: list[list[int]], idxs: list[int], taps: li
                     else:
                         hs.on_output(mod, grab)
                 forward(model, ids, mask)
-    finally:
-        model.model.train(was_training)
     return {t: torch.cat(v) for t, v in got.items()}
 
 

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kme import KmeError, progress_enabled
+from kme import KmeError, pad_sequences, progress_enabled
 
 from kme_editlib.base import base_weights
 from kme_editlib.corpus import resolve_corpus
-from kme_editlib.hooks import HookSet, module_at
+from kme_editlib.hooks import HookSet, eval_mode, module_at
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
@@ -206,28 +206,20 @@ def _compute(model: "EditedModel", layers: list[int], keys: dict[int, StatsKey],
         enc = [e for e in enc if e]
         if not enc:
             return 0
-        width = max(len(e) for e in enc)
-        ids = torch.full((len(enc), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, e in enumerate(enc):
-            ids[r, : len(e)] = torch.tensor(e)
-            mask[r, : len(e)] = 1
-        m = mask.bool().to(dev)
+        ids, mask = pad_sequences(enc, pad_id, dev)
+        m = mask.bool()
         with torch.no_grad(), HookSet() as hs:
             for layer in layers:
                 hs.on_input(module_at(model, layer, "mlp_out"),
                             lambda x, layer=layer: captured.__setitem__(layer, x[m].to(torch.float64)))
-            model.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False)
+            model.model(input_ids=ids, attention_mask=mask, use_cache=False)
         for layer in layers:
             k = captured.pop(layer)
             sums[layer] += (k.T @ k).cpu()
         return int(m.sum())
 
-    was_training = model.model.training
-    model.model.eval()
-    bar = tqdm(total=samples, initial=done, desc=f"key statistics ({src.id}, layers {layers})",
-               disable=not progress_enabled(progress), leave=False)
-    try:
+    with eval_mode(model), tqdm(total=samples, initial=done, desc=f"key statistics ({src.id}, layers {layers})",
+                                disable=not progress_enabled(progress), leave=False) as bar:
         batch: list[str] = []
         last_ckpt = done
         for i, text in enumerate(src.records()):
@@ -248,9 +240,6 @@ def _compute(model: "EditedModel", layers: list[int], keys: dict[int, StatsKey],
             tokens += flush(batch)
             done += len(batch)
             bar.update(len(batch))
-    finally:
-        bar.close()
-        model.model.train(was_training)
     if tokens == 0:
         raise KmeError(f"corpus {src.id!r} gave no tokens for key statistics", hint="check the corpus")
     save(final=True)

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from kme import KmeError, progress_enabled
+from kme import KmeError, pad_sequences, progress_enabled
 
 from kme_editlib.hooks import HookSet, forward, frozen_params, module_at
-from kme_editlib.tokens import FactToken, Sequence_, encode, lookup_index, pad, request_text, target_ids_of
+from kme_editlib.tokens import FactToken, Sequence_, encode, lookup_index, request_text, target_ids_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditRequest
@@ -147,7 +147,7 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
             kl_acc = torch.zeros(n)
             for start in range(0, len(live), cfg.chunk_size):
                 chunk = live[start:start + cfg.chunk_size]
-                ids, mask = pad([s.ids for s in chunk], pad_id, dev)
+                ids, mask = pad_sequences([s.ids for s in chunk], pad_id, dev)
                 rows = torch.arange(len(chunk), device=dev)
                 idx = torch.tensor([s.index for s in chunk], device=dev)
                 owner = torch.tensor([s.owner for s in chunk], device=dev)

@@ -1,5 +1,6 @@
 """Token bookkeeping shared by every locate-and-edit method: where the subject's last token
-sits in a prompt, how target tokens line up with the positions that predict them, padding.
+sits in a prompt, how target tokens line up with the positions that predict them (padding
+is the kernel's ``kme.pad_sequences``).
 
 Everything tokenises exactly as :class:`kme.EditedModel` scores (prompt with special tokens,
 target through ``model.target_ids``), so an optimised target vector is optimised for the same
@@ -8,19 +9,16 @@ token sequence the metrics later read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from kme import KmeError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from kme import EditedModel, EditRequest
 
-__all__ = ["FactToken", "encode", "lookup_index", "subject_span", "subject_token_range", "Sequence_", "pad",
-           "target_ids_of", "request_text"]
+__all__ = ["FactToken", "encode", "lookup_index", "subject_span", "subject_token_range", "Sequence_", "target_ids_of",
+           "request_text"]
 
 FactToken = Literal["subject_last", "last", "subject_first"]
 
@@ -116,19 +114,6 @@ class Sequence_:
     loss_positions: tuple[int, ...] = ()
     loss_tokens: tuple[int, ...] = ()
     bare: bool = False
-
-
-def pad(seqs: Sequence[list[int]], pad_id: int, device: "torch.device | str" = "cpu") -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Right-padded ``input_ids`` and ``attention_mask`` (positions of real tokens unchanged)."""
-    import torch
-
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[r, : len(s)] = 1
-    return ids.to(device), mask.to(device)
 
 
 def request_text(request: "EditRequest") -> tuple[str, int]:

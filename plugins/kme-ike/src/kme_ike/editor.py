@@ -14,7 +14,7 @@ import kme
 from kme import render, template_validator
 
 from kme_memlib.facts import fact_text
-from kme_memlib.memory import SharedMemory, editor_handles
+from kme_memlib.memory import MemoryEditor
 from kme_memlib.retrieval import EmbedderName, Index, make_embedder
 
 from kme_ike.demos import DEMO_TEMPLATE, QUERY_TEMPLATE, DemoSource, build_demos, load_demo_requests
@@ -50,21 +50,19 @@ class IKEParams(kme.Params):
 _pools: dict[tuple[Any, ...], tuple[list[Any], Index]] = {}
 
 
-class IKEEditor(kme.Editor):
+class IKEEditor(MemoryEditor):
     name = "ike"
     description = ("IKE: in-context editing; each query gets the nearest stored new fact after k retrieved "
                    "copy/update/retain demonstrations (Zheng et al., 2023)")
     Params = IKEParams
-    capabilities = kme.Capabilities(kind="memory", batch=True, sequential=True)
-
-    _memory = SharedMemory(lambda item: item["fact"])
+    key_field = "fact"
 
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
         p: IKEParams = self.params  # type: ignore[assignment]
         handle = model.new_handle(self, requests)
         pool, index = self._pool(model)
-        budget = p.max_context_tokens or max(32, _context_length(model) - 64)
+        budget = p.max_context_tokens or max(32, (model.context_length or 1024) - 64)
         items = []
         for r in requests:
             fact = fact_text(r.text, r.target_new)
@@ -83,11 +81,11 @@ class IKEEditor(kme.Editor):
         return handle
 
     def lookup(self, model: "EditedModel", handle: "EditHandle", prompts: list[str]) -> list["MemoryHit"]:
-        handles = editor_handles(model, self.name)
-        if not handles or handles[0] is not handle:
-            return []  # the first IKE handle answers from the memory of all of them
+        handles = self.answering_handles(model, handle)
+        if not handles:
+            return []
         p: IKEParams = self.params  # type: ignore[assignment]
-        items, index = self._memory.index(model, handles, lambda: make_embedder(p.embedder, model, p.embedder_model))
+        items, index = self.memory_index(model, handles, p.embedder, p.embedder_model)
         hits = []
         for i, found in enumerate(index.search(prompts, p.facts_per_query)):
             if not found:
@@ -114,15 +112,6 @@ class IKEEditor(kme.Editor):
 def _fact_only(item: dict[str, Any], p: IKEParams) -> str:
     """A further retrieved fact, stated without demonstrations or query prefix."""
     return f"New Fact: {item['fact']}\n"
-
-
-def _context_length(model: "EditedModel") -> int:
-    cfg = model.model.config
-    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        v = getattr(cfg, attr, None)
-        if isinstance(v, int) and v > 0:
-            return v
-    return 1024
 
 
 def _n_tokens(model: "EditedModel", text: str) -> int:

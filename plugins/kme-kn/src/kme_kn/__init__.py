@@ -10,22 +10,12 @@ survey §5.4.2).
 
 from __future__ import annotations
 
-from typing import Any
+from kme_editlib.registration import registration_hook
 
-import kme
+from kme_kn.editor import KNEditor
+from kme_kn.locator import KnowledgeNeuronsLocator
 
 __all__ = ["kme_register_editors", "kme_register_locators"]
 
-
-@kme.hookimpl
-def kme_register_editors(register: Any) -> None:
-    from kme_kn.editor import KNEditor
-
-    register(KNEditor)
-
-
-@kme.hookimpl
-def kme_register_locators(register: Any) -> None:
-    from kme_kn.locator import KnowledgeNeuronsLocator
-
-    register(KnowledgeNeuronsLocator)
+kme_register_editors = registration_hook(KNEditor)
+kme_register_locators = registration_hook(KnowledgeNeuronsLocator)

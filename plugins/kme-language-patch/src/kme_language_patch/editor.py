@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 import kme
-from kme import render, template_validator
+from kme import template_validator
 from kme_memlib.facts import fact_text
 from kme_memlib.retrieval import EmbedderName
 from kme_memlib.textmemory import TextMemoryEditor
@@ -62,6 +62,3 @@ class LanguagePatchEditor(TextMemoryEditor):
         if p.gate == "mention":
             return _mentions(query, item["condition"])
         return score >= p.threshold
-
-    def render(self, items: list[dict[str, Any]]) -> str:
-        return "".join(render(self.params.template, ("condition", "consequence"), **it) for it in items)  # type: ignore[attr-defined]

@@ -16,8 +16,8 @@ import kme
 from kme import ConfigError, join_target, read_text, render, template_validator
 
 from kme_memlib.facts import fact_text
-from kme_memlib.memory import SharedMemory, editor_handles
-from kme_memlib.retrieval import EmbedderName, make_embedder
+from kme_memlib.memory import MemoryEditor, editor_handles
+from kme_memlib.retrieval import EmbedderName
 from kme_mello.solver import FACT_CONTEXT, Rule, Trace, solve_prompted, solve_with_rules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,14 +68,12 @@ def load_rules(path: str) -> list[Rule]:
 _traces: "weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Trace]]" = weakref.WeakKeyDictionary()
 
 
-class MelloEditor(kme.Editor):
+class MelloEditor(MemoryEditor):
     name = "mello"
     description = ("MeLLo: decompose a (multi-hop) question with the language model, check each sub-answer "
                    "against the retrieved edited fact, revise on contradiction (Zhong et al., 2023)")
     Params = MelloParams
-    capabilities = kme.Capabilities(kind="memory", batch=True, sequential=True)
-
-    _memory = SharedMemory(lambda item: item["fact"])
+    key_field = "fact"
 
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
@@ -92,8 +90,7 @@ class MelloEditor(kme.Editor):
         return handle
 
     def lookup(self, model: "EditedModel", handle: "EditHandle", prompts: list[str]) -> list["MemoryHit"]:
-        handles = editor_handles(model, self.name)
-        if not handles or handles[0] is not handle:
+        if not self.answering_handles(model, handle):
             return []
         traces = self.solve(model, prompts)
         p: MelloParams = self.params  # type: ignore[assignment]
@@ -106,13 +103,13 @@ class MelloEditor(kme.Editor):
         state: the same question is not solved twice while the edits stay the same)."""
         p: MelloParams = self.params  # type: ignore[assignment]
         handles = editor_handles(model, self.name)
-        items, index = self._memory.index(model, handles, lambda: make_embedder(p.embedder, model, p.embedder_model))
+        items, index = self.memory_index(model, handles, p.embedder, p.embedder_model)
         state = (tuple((h.id, len(h.memory)) for h in model.stack), p.model_dump_json())
         cache = _traces.setdefault(model, {})
         todo = sorted({q for q in questions if (state, q) not in cache})
         if todo:
 
-            limit = _context_length(model)
+            limit = model.context_length or 1024
 
             def generate(texts: list[str], n: int) -> list[str]:
                 return model.generate([_fit(model, t, limit - n) for t in texts], max_new_tokens=n, use_memory=False)
@@ -144,15 +141,6 @@ class MelloEditor(kme.Editor):
         else:
             text = resources.files("kme_mello").joinpath("default_prompt.txt").read_text(encoding="utf-8")
         return text if text.endswith("\n\n") else text.rstrip("\n") + "\n\n"
-
-
-def _context_length(model: "EditedModel") -> int:
-    cfg = model.model.config
-    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        v = getattr(cfg, attr, None)
-        if isinstance(v, int) and v > 0:
-            return v
-    return 1024
 
 
 def _fit(model: "EditedModel", text: str, budget: int) -> str:

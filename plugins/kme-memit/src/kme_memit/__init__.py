@@ -7,23 +7,12 @@ The editor is :class:`kme_memit.editor.MEMITEditor`; its least-squares update is
 
 from __future__ import annotations
 
-from typing import Any
+from kme_editlib.registration import registration_hook
 
-import kme
+from kme_memit.editor import MEMITEditor
+from kme_memit.presets import PRESETS
 
 __all__ = ["kme_register_editors", "kme_register_presets"]
 
-
-@kme.hookimpl
-def kme_register_editors(register: Any) -> None:
-    from kme_memit.editor import MEMITEditor
-
-    register(MEMITEditor)
-
-
-@kme.hookimpl
-def kme_register_presets(register: Any) -> None:
-    from kme_memit.presets import PRESETS
-
-    for preset in PRESETS:
-        register(preset)
+kme_register_editors = registration_hook(MEMITEditor)
+kme_register_presets = registration_hook(*PRESETS)

@@ -16,16 +16,16 @@ Three embedders, chosen by the ``embedder`` param of an editor:
 
 from __future__ import annotations
 
-import math
-import re
 import weakref
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from kme import ConfigError
+
+from kme_memlib.sampling import sample_ids
+from kme_memlib.tfidf import TfIdf, words_and_bigrams
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
@@ -34,14 +34,6 @@ __all__ = ["Embedder", "TfidfEmbedder", "LMEmbedder", "TransformersEmbedder", "m
            "EmbedderName"]
 
 EmbedderName = Literal["tfidf", "lm", "transformers"]
-
-_WORD = re.compile(r"[\w']+", re.UNICODE)
-
-
-def _terms(text: str) -> list[str]:
-    words = [w.lower().strip("'") for w in _WORD.findall(text)]
-    words = [w for w in words if w and w != "s"]
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 
 class Embedder:
@@ -61,7 +53,7 @@ class Embedder:
 
 
 class TfidfEmbedder(Embedder):
-    """Sublinear TF-IDF of words and word bigrams, smoothed idf.
+    """Sublinear TF-IDF of words and word bigrams, smoothed idf (:class:`kme_memlib.tfidf.TfIdf`).
 
     The idf is fitted on the indexed texts plus ``background`` texts. Without a background, a
     memory of a few edits makes every word equally rare, and a query sharing the relation's
@@ -74,26 +66,23 @@ class TfidfEmbedder(Embedder):
 
     def __init__(self, background: Sequence[str] = ()) -> None:
         self.background = list(background)
-        self.idf: dict[str, float] = {}
+        self.tfidf = TfIdf({}, terms=words_and_bigrams, sublinear=True)
         self.vocab: dict[str, int] = {}
 
+    @property
+    def idf(self) -> dict[str, float]:
+        return self.tfidf.idf
+
     def fit(self, texts: Sequence[str]) -> "TfidfEmbedder":
-        df: Counter[str] = Counter()
-        docs = list(texts) + self.background
-        for t in docs:
-            df.update(set(_terms(t)))
-        n = len(docs)
-        self.idf = {w: math.log((1 + n) / (1 + c)) + 1.0 for w, c in df.items()}
+        self.tfidf = TfIdf.fit(list(texts) + self.background, terms=words_and_bigrams, sublinear=True)
         self.vocab = {w: i for i, w in enumerate(sorted(self.idf))}
         return self
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         out = torch.zeros(len(texts), max(1, len(self.vocab)))
         for i, t in enumerate(texts):
-            for w, c in Counter(_terms(t)).items():
-                j = self.vocab.get(w)
-                if j is not None:
-                    out[i, j] = (1.0 + math.log(c)) * self.idf[w]
+            for w, v in self.tfidf.vector(t).items():
+                out[i, self.vocab[w]] = v
         return torch.nn.functional.normalize(out, dim=-1)
 
 
@@ -174,16 +163,11 @@ def background_texts(model: "EditedModel", n: int = 128, tokens: int = 32, seed:
     cache = _backgrounds.setdefault(model, {})
     if (n, tokens) in cache:
         return cache[(n, tokens)]
-    tok = model.tokenizer
-    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    out = sample_ids(model, n, tokens, seed) if n > 0 else None
     texts: list[str] = []
-    if start is not None and n > 0:
-        ids = torch.full((n, 1), start, dtype=torch.long, device=model.device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            out = model.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                                       top_k=50, max_new_tokens=tokens, pad_token_id=tok.pad_token_id)
-        texts = [t for t in (tok.decode(r[1:], skip_special_tokens=True).strip() for r in out) if t]
+    if out is not None:
+        dec = model.tokenizer.decode
+        texts = [t for t in (dec(r[1:], skip_special_tokens=True).strip() for r in out) if t]
     cache[(n, tokens)] = texts
     return texts
 

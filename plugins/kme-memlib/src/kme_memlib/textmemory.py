@@ -2,9 +2,9 @@
 without retraining anything (MemPrompt's feedback, Language Patch's patches).
 
 A subclass says how a request becomes an item, which text of an item is matched against the
-query, when a retrieved item applies, and how the applied items read before the query. Items
-live in ``handle.memory`` (JSON), so they travel in patches; :func:`add_item`,
-:func:`remove_item` and :func:`list_items` edit them on a loaded model, and
+query and when a retrieved item applies; its ``template`` param says how the applied items
+read before the query. Items live in ``handle.memory`` (JSON), so they travel in patches;
+:func:`add_item`, :func:`remove_item` and :func:`list_items` edit them on a loaded model, and
 :func:`memory_command` builds the ``kme <editor> list|add|remove`` command group.
 """
 
@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import kme
-from kme import KmeError
+from kme import KmeError, render
 
-from kme_memlib.memory import SharedMemory, editor_handles
-from kme_memlib.retrieval import make_embedder
+from kme_memlib.memory import MemoryEditor, editor_handles
 
 if TYPE_CHECKING:  # pragma: no cover
     import click
@@ -29,12 +28,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["TextMemoryEditor", "add_item", "remove_item", "list_items", "memory_command"]
 
 
-class TextMemoryEditor(kme.Editor):
-    """Base of memory editors over readable text items (subclass; not registered itself)."""
+class TextMemoryEditor(MemoryEditor):
+    """Base of memory editors over readable text items (subclass; not registered itself).
 
-    capabilities = kme.Capabilities(kind="memory", batch=True, sequential=True)
+    Its params need ``embedder``, ``embedder_model``, ``candidates``, ``max_items`` and a
+    ``template`` over :attr:`fields`."""
+
     fields: ClassVar[tuple[str, ...]] = ()  # the item's text fields, e.g. ("question", "feedback")
-    key_field: ClassVar[str] = ""  # the field matched against queries
 
     def item_from_request(self, r: "EditRequest") -> dict[str, Any]:
         raise NotImplementedError
@@ -44,8 +44,9 @@ class TextMemoryEditor(kme.Editor):
         raise NotImplementedError
 
     def render(self, items: list[dict[str, Any]]) -> str:
-        """The context placed before the query for the items that apply (nearest last)."""
-        raise NotImplementedError
+        """The context placed before the query for the items that apply (nearest last): the
+        ``template`` param filled with each item's fields."""
+        return "".join(render(self.params.template, self.fields, **it) for it in items)  # type: ignore[attr-defined]
 
     def check_item(self, item: dict[str, Any]) -> dict[str, Any]:
         missing = [f for f in self.fields if not str(item.get(f, "")).strip()]
@@ -63,12 +64,11 @@ class TextMemoryEditor(kme.Editor):
         return handle
 
     def lookup(self, model: "EditedModel", handle: "EditHandle", prompts: list[str]) -> list["MemoryHit"]:
-        handles = editor_handles(model, self.name)
-        if not handles or handles[0] is not handle:
-            return []  # the first handle answers from the memory of all of them
+        handles = self.answering_handles(model, handle)
+        if not handles:
+            return []
         p = self.params
-        items, index = self._shared().index(
-            model, handles, lambda: make_embedder(p.embedder, model, p.embedder_model))  # type: ignore[attr-defined]
+        items, index = self.memory_index(model, handles, p.embedder, p.embedder_model)  # type: ignore[attr-defined]
         hits = []
         for i, found in enumerate(index.search(prompts, max(1, p.candidates))):  # type: ignore[attr-defined]
             chosen = [(items[j], s) for j, s in found if self.applies(prompts[i], items[j], s)]
@@ -78,14 +78,6 @@ class TextMemoryEditor(kme.Editor):
                                           context=self.render([it for it, _ in reversed(chosen)]),
                                           score=chosen[0][1]))
         return hits
-
-    _memories: ClassVar[dict[str, SharedMemory]] = {}
-
-    def _shared(self) -> SharedMemory:
-        if self.name not in self._memories:
-            field = self.key_field
-            self._memories[self.name] = SharedMemory(lambda item: item[field])
-        return self._memories[self.name]
 
 
 # -- editing the memory of a loaded model ------------------------------------------------------

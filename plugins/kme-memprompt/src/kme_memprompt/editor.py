@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from pydantic import Field
 
 import kme
-from kme import render, template_validator
+from kme import template_validator
 from kme_memlib.facts import fact_text
 from kme_memlib.retrieval import EmbedderName
 from kme_memlib.textmemory import TextMemoryEditor
@@ -42,6 +42,3 @@ class MemPromptEditor(TextMemoryEditor):
 
     def applies(self, query: str, item: dict[str, Any], score: float) -> bool:
         return score >= self.params.threshold  # type: ignore[attr-defined]
-
-    def render(self, items: list[dict[str, Any]]) -> str:
-        return "".join(render(self.params.template, ("feedback", "question"), **it) for it in items)  # type: ignore[attr-defined]

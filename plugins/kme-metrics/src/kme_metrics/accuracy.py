@@ -13,22 +13,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Literal
 
 from kme import Params
 
-from kme_metrics.base import KmeMetric, eval_batch_size
+from kme_metrics.base import KmeMetric, eval_batch_size, probe_means, regroup, request_counters
 from kme_metrics.judging import SCORING_LABELS, Question, ScoringMode, judge
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditRequest, EditedModel, EvalContext
 
-__all__ = ["Accuracy", "Generality", "TokenAccuracy", "Portability", "MultihopAccuracy", "edit_questions"]
+__all__ = ["Accuracy", "Generality", "TokenAccuracy", "Portability", "MultihopAccuracy", "edit_questions",
+           "portability_questions"]
+
+
+def _choices(r: "EditRequest") -> tuple[str, ...] | None:
+    """The request's distinct ``choices`` (``None``: not categorical)."""
+    return tuple(dict.fromkeys(r.choices)) if r.choices else None
 
 
 def edit_questions(r: "EditRequest") -> list[Question]:
     """The edit prompt ``x_e`` with its target ``y*_e`` (categorical when ``choices`` is set)."""
-    return [Question(r.text, (r.target_new,), tuple(dict.fromkeys(r.choices)) if r.choices else None)]
+    return [Question(r.text, (r.target_new,), _choices(r))]
+
+
+def portability_questions(r: "EditRequest", kinds: Collection[str] | None = None) -> list[Question]:
+    """The request's portability questions (of ``kinds``; all when ``None``), answered with
+    ``target_new`` or one of its aliases."""
+    return [Question(q.prompt, (q.target_new, *q.aliases)) for q in r.portability
+            if kinds is None or q.kind in kinds]
 
 
 class ProbeAccuracy(KmeMetric):
@@ -59,16 +73,10 @@ class ProbeAccuracy(KmeMetric):
         per = [self.questions(r) for r in requests]
         flat = [q for qs in per for q in qs]
         scores = judge(model, flat, self.mode, batch_size=eval_batch_size(context)) if flat else []
-        out: list[float | None] = []
-        k = 0
-        for qs in per:
-            vals = scores[k:k + len(qs)]
-            k += len(qs)
-            out.append(self.combine(vals) if vals else None)
+        out = [self.combine(vals) if vals else None for vals in regroup(scores, map(len, per))]
         unique = dict(zip(((q.prompt, q.answers) for q in flat), scores))
         self.record(context, {
-            "requests": sum(v is not None for v in out),
-            "requests_sum": sum(v for v in out if v is not None),
+            **request_counters(out),
             "probes": len(flat), "probes_sum": sum(scores),
             "unique_probes": len(unique), "unique_sum": sum(unique.values()),
             "categorical_probes": sum(1 for q in flat if q.choices),
@@ -76,11 +84,7 @@ class ProbeAccuracy(KmeMetric):
         return out
 
     def derive(self, c: dict[str, float]) -> dict[str, float | None]:
-        return {
-            "per_edit_mean": c["requests_sum"] / c["requests"] if c.get("requests") else None,
-            "pooled_over_probes": c["probes_sum"] / c["probes"] if c.get("probes") else None,
-            "pooled_over_unique_probes": c["unique_sum"] / c["unique_probes"] if c.get("unique_probes") else None,
-        }
+        return probe_means(c, unique=True)
 
 
 class Accuracy(ProbeAccuracy):
@@ -104,7 +108,7 @@ class Generality(ProbeAccuracy):
     equation = "survey Eq. 8 (per edit); Eq. 9 = details.pooled_over_unique_probes"
 
     def questions(self, r: "EditRequest") -> list[Question]:
-        choices = tuple(dict.fromkeys(r.choices)) if r.choices else None
+        choices = _choices(r)
         return [Question(p, (r.target_new,), choices) for p in r.paraphrase_prompts]
 
 
@@ -143,9 +147,7 @@ class Portability(ProbeAccuracy):
     equation = "EasyEdit portability (mean over a request's questions)"
 
     def questions(self, r: "EditRequest") -> list[Question]:
-        kinds = self.params.kinds
-        return [Question(q.prompt, (q.target_new, *q.aliases)) for q in r.portability
-                if kinds is None or q.kind in kinds]
+        return portability_questions(r, self.params.kinds)
 
 
 class MultihopParams(Params):
@@ -164,10 +166,10 @@ class MultihopAccuracy(ProbeAccuracy):
     equation = "MQuAKE multi-hop accuracy"
 
     def questions(self, r: "EditRequest") -> list[Question]:
-        return [Question(q.prompt, (q.target_new, *q.aliases)) for q in r.portability if q.kind == "multihop"]
+        return portability_questions(r, ("multihop",))
 
     def combine(self, values: list[float]) -> float:
         if self.params.case_rule == "any":
             return max(values)
-        return sum(values) / len(values)
+        return super().combine(values)
 

@@ -10,15 +10,18 @@ actually produced the numbers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from kme import Metric
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EvalContext
 
-__all__ = ["KmeMetric", "unedited", "mean_or_none", "eval_batch_size"]
+__all__ = ["KmeMetric", "unedited", "mean_or_none", "eval_batch_size", "regroup", "request_counters",
+           "probe_means"]
+
+T = TypeVar("T")
 
 _VARIANTS: dict[tuple[type, str], type] = {}
 
@@ -35,6 +38,39 @@ def _variant(cls: type, label: str) -> type:
 
 def mean_or_none(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
+
+
+def regroup(flat: list[T], sizes: Iterable[int]) -> list[list[T]]:
+    """Cut the results of one batched call over every request's probes back into consecutive
+    per-request groups of the given sizes."""
+    out: list[list[T]] = []
+    k = 0
+    for n in sizes:
+        out.append(flat[k:k + n])
+        k += n
+    return out
+
+
+def request_counters(values: list[float | None]) -> dict[str, float]:
+    """The per-request counters behind ``per_edit_mean``: how many requests got a value, and
+    the sum of those values."""
+    return {"requests": sum(v is not None for v in values),
+            "requests_sum": sum(v for v in values if v is not None)}
+
+
+def _ratio(c: dict[str, float], num: str, den: str) -> float | None:
+    return c[num] / c[den] if c.get(den) else None
+
+
+def probe_means(c: dict[str, float], *, unique: bool = False) -> dict[str, float | None]:
+    """The pooled values of the probe counters (``requests``/``requests_sum``,
+    ``probes``/``probes_sum`` and, with ``unique``, ``unique_probes``/``unique_sum``);
+    ``None`` where nothing was counted."""
+    out = {"per_edit_mean": _ratio(c, "requests_sum", "requests"),
+           "pooled_over_probes": _ratio(c, "probes_sum", "probes")}
+    if unique:
+        out["pooled_over_unique_probes"] = _ratio(c, "unique_sum", "unique_probes")
+    return out
 
 
 def eval_batch_size(context: "EvalContext") -> int:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from kme import Params
 
-from kme_metrics.base import KmeMetric, eval_batch_size
+from kme_metrics.base import KmeMetric, eval_batch_size, mean_or_none, probe_means, regroup, request_counters
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditRequest, EditedModel, EvalContext
@@ -51,9 +51,11 @@ class CompareParams(Params):
 
 
 class _Comparison(KmeMetric):
-    """Probes are ``(prompt, should_win, should_lose)``; subclasses pick them and the statistic."""
+    """Probes are ``(prompt, should_win, should_lose)``: a probe-set base below picks them
+    (:meth:`items`); the statistic is the comparison, or the difference with :class:`_Magnitude`."""
 
     Params = CompareParams
+    scoring = "probability-comparison"
     magnitude = False
 
     def scoring_label(self) -> str:
@@ -75,99 +77,73 @@ class _Comparison(KmeMetric):
         pairs = compare(model, flat, length_normalize=self.params.length_normalize,
                         batch_size=eval_batch_size(context))
         stats = [self.statistic(a, b) for a, b in pairs]
-        out: list[float | None] = []
-        k = 0
-        for its in per:
-            vals = stats[k:k + len(its)]
-            k += len(its)
-            out.append(sum(vals) / len(vals) if vals else None)
+        out = [mean_or_none(vals) for vals in regroup(stats, map(len, per))]
         self.record(context, {
-            "requests": sum(v is not None for v in out),
-            "requests_sum": sum(v for v in out if v is not None),
+            **request_counters(out),
             "probes": len(flat), "probes_sum": sum(stats),
             "ties": sum(1 for a, b in pairs if a == b),
         })
         return out
 
     def derive(self, c: dict[str, float]) -> dict[str, float | None]:
-        return {
-            "per_edit_mean": c["requests_sum"] / c["requests"] if c.get("requests") else None,
-            "pooled_over_probes": c["probes_sum"] / c["probes"] if c.get("probes") else None,
-        }
+        return probe_means(c)
 
 
-def _edit_items(r: "EditRequest") -> list[tuple[str, str, str]]:
-    return [(r.text, r.target_new, r.target_true)] if r.target_true else []
+class _Magnitude(_Comparison):
+    """The magnitude variant: ``exp(lp_winner) - exp(lp_loser)`` instead of the comparison."""
+
+    scoring = "probability-difference"
+    magnitude = True
 
 
-def _paraphrase_items(r: "EditRequest") -> list[tuple[str, str, str]]:
-    return [(p, r.target_new, r.target_true) for p in r.paraphrase_prompts] if r.target_true else []
+class _EditProbes(_Comparison):
+    def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
+        return [(r.text, r.target_new, r.target_true)] if r.target_true else []
 
 
-def _neighborhood_items(r: "EditRequest") -> list[tuple[str, str, str]]:
-    # A probe whose expected answer is the new object cannot separate the two: skipped.
-    return [(p.prompt, p.target, r.target_new) for p in r.neighborhood
-            if p.target.strip() != r.target_new.strip()]
+class _ParaphraseProbes(_Comparison):
+    def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
+        return [(p, r.target_new, r.target_true) for p in r.paraphrase_prompts] if r.target_true else []
 
 
-class EfficacyScore(_Comparison):
+class _NeighborhoodProbes(_Comparison):
+    def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
+        # A probe whose expected answer is the new object cannot separate the two: skipped.
+        return [(p.prompt, p.target, r.target_new) for p in r.neighborhood
+                if p.target.strip() != r.target_new.strip()]
+
+
+class EfficacyScore(_EditProbes):
     name = "efficacy_score"
     description = "CounterFact ES: P(o*) > P(o) on the edit prompt (probability comparison)"
-    scoring = "probability-comparison"
     equation = "ROME/MEMIT efficacy score (ES)"
 
-    def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
-        return _edit_items(r)
 
-
-class EfficacyMagnitude(_Comparison):
+class EfficacyMagnitude(_Magnitude, _EditProbes):
     name = "efficacy_magnitude"
     description = "CounterFact EM: P(o*) - P(o) on the edit prompt"
-    scoring = "probability-difference"
     equation = "ROME/MEMIT efficacy magnitude (EM)"
-    magnitude = True
-
-    def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
-        return _edit_items(r)
 
 
-class ParaphraseScore(_Comparison):
+class ParaphraseScore(_ParaphraseProbes):
     name = "paraphrase_score"
     description = "CounterFact PS: P(o*) > P(o) on paraphrase prompts"
-    scoring = "probability-comparison"
     equation = "ROME/MEMIT paraphrase score (PS)"
 
-    def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
-        return _paraphrase_items(r)
 
-
-class ParaphraseMagnitude(_Comparison):
+class ParaphraseMagnitude(_Magnitude, _ParaphraseProbes):
     name = "paraphrase_magnitude"
     description = "CounterFact PM: P(o*) - P(o) on paraphrase prompts"
-    scoring = "probability-difference"
     equation = "ROME/MEMIT paraphrase magnitude (PM)"
-    magnitude = True
-
-    def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
-        return _paraphrase_items(r)
 
 
-class NeighborhoodScore(_Comparison):
+class NeighborhoodScore(_NeighborhoodProbes):
     name = "neighborhood_score"
     description = "CounterFact NS: P(o) > P(o*) on neighbourhood prompts (o = the probe's target)"
-    scoring = "probability-comparison"
     equation = "ROME/MEMIT neighborhood score (NS)"
 
-    def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
-        return _neighborhood_items(r)
 
-
-class NeighborhoodMagnitude(_Comparison):
+class NeighborhoodMagnitude(_Magnitude, _NeighborhoodProbes):
     name = "neighborhood_magnitude"
     description = "CounterFact NM: P(o) - P(o*) on neighbourhood prompts"
-    scoring = "probability-difference"
     equation = "ROME/MEMIT neighborhood magnitude (NM)"
-    magnitude = True
-
-    def items(self, r: "EditRequest") -> list[tuple[str, str, str]]:
-        return _neighborhood_items(r)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kme import Params
 from pydantic import Field
 
-from kme_metrics.base import KmeMetric, eval_batch_size
+from kme_metrics.base import KmeMetric, eval_batch_size, regroup
 from kme_metrics.textstats import TfIdf, weighted_ngram_entropy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,11 +58,7 @@ class _Generation(KmeMetric):
         prompts = [p for r in requests for p in r.generation_prompts]
         gens = generate_texts(model, prompts, self.params.max_new_tokens, eval_batch_size(context))
         joined = [(p + g) if self.params.include_prompt else g for p, g in zip(prompts, gens)]
-        out, k = [], 0
-        for r in requests:
-            out.append(joined[k:k + len(r.generation_prompts)])
-            k += len(r.generation_prompts)
-        return out
+        return regroup(joined, [len(r.generation_prompts) for r in requests])
 
 
 class Fluency(_Generation):

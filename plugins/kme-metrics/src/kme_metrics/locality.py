@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kme import Params
 
-from kme_metrics.base import KmeMetric, eval_batch_size, unedited
+from kme_metrics.base import KmeMetric, eval_batch_size, probe_means, request_counters, unedited
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditRequest, EditedModel, EvalContext
@@ -108,16 +108,11 @@ class Locality(KmeMetric):
         agree = {k: float(now[k] == ref[k]) for k in now}
         out: list[float | None] = [sum(agree[k] for k in ks) / len(ks) if ks else None for ks in per]
         self.record(context, {
-            "requests": sum(v is not None for v in out),
-            "requests_sum": sum(v for v in out if v is not None),
+            **request_counters(out),
             "probes": len(flat), "probes_sum": sum(agree[k] for k in flat),
             "unique_probes": len(agree), "unique_sum": sum(agree.values()),
         })
         return out
 
     def derive(self, c: dict[str, float]) -> dict[str, float | None]:
-        return {
-            "per_edit_mean": c["requests_sum"] / c["requests"] if c.get("requests") else None,
-            "pooled_over_probes": c["probes_sum"] / c["probes"] if c.get("probes") else None,
-            "pooled_over_unique_probes": c["unique_sum"] / c["unique_probes"] if c.get("unique_probes") else None,
-        }
+        return probe_means(c, unique=True)

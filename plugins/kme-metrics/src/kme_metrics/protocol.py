@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kme import KmeError, Params
 from pydantic import Field
@@ -82,19 +82,27 @@ class ProtocolParams(Params):
     scoring: ScoringMode = "argmax"
 
 
-class Retainability(KmeMetric):
-    """Survey Eq. 10 at each checkpoint of the sequential protocol."""
+class _ProtocolMetric(KmeMetric):
+    """Base of the protocol metrics: the scoring label is ``scoring_prefix`` followed by the
+    label of the accuracy's scoring mode (``params.scoring``)."""
 
     Params = ProtocolParams
+    scoring_prefix: ClassVar[str] = ""
+
+    def scoring_label(self) -> str:
+        return self.scoring_prefix + SCORING_LABELS[self.params.scoring]
+
+
+class Retainability(_ProtocolMetric):
+    """Survey Eq. 10 at each checkpoint of the sequential protocol."""
+
     name = "retainability"
     description = ("Mean change of accuracy per sequential edit step, survey Eq. 10 (sequential protocol, "
                    "checkpoints only); 0 = nothing lost, negative = earlier edits forgotten")
-    scoring = "accuracy-change/" + SCORING_LABELS["argmax"]
+    scoring_prefix = "accuracy-change/"
+    scoring = scoring_prefix + SCORING_LABELS["argmax"]
     protocols = ("sequential",)
     equation = "survey Eq. 10"
-
-    def scoring_label(self) -> str:
-        return "accuracy-change/" + SCORING_LABELS[self.params.scoring]
 
     def _first_step(self, model: "EditedModel", first: list["EditRequest"], context: "EvalContext") -> float | None:
         cache = context.cache.setdefault(self.name, {})
@@ -129,25 +137,22 @@ class Retainability(KmeMetric):
         return [(a - acc1) / (steps - 1) for a in now]
 
 
-class ScalabilityParams(Params):
-    scoring: ScoringMode = "argmax"
+class ScalabilityParams(ProtocolParams):
     sample_size: int = Field(100, ge=1)
 
 
-class Scalability(KmeMetric):
+class Scalability(_ProtocolMetric):
     """Survey Eq. 11: E_e Acc(M(f; e)) - Acc(M(f; E)) over a sample of the evaluated edits."""
 
     Params = ScalabilityParams
     name = "scalability"
     description = ("Accuracy lost by editing together: single-edit accuracy minus accuracy with all edits "
                    "applied (survey Eq. 11), on a seeded sample (sample_size); lower is better")
-    scoring = "accuracy-gap/" + SCORING_LABELS["argmax"]
+    scoring_prefix = "accuracy-gap/"
+    scoring = scoring_prefix + SCORING_LABELS["argmax"]
     higher_is_better = False
     equation = "survey Eq. 11"
     relative = False
-
-    def scoring_label(self) -> str:
-        return "accuracy-gap/" + SCORING_LABELS[self.params.scoring]
 
     def _store(self, context: "EvalContext") -> dict[str, Any]:
         # Shared by scalability and scalability_relative: a single edit is applied once per run.
@@ -232,9 +237,7 @@ class ScalabilityRelative(Scalability):
     name = "scalability_relative"
     description = ("Relative accuracy lost by editing together, survey Eq. 12 (Eq. 11 / mean single-edit "
                    "accuracy), on a seeded sample; lower is better")
-    scoring = "relative-accuracy-gap/" + SCORING_LABELS["argmax"]
+    scoring_prefix = "relative-accuracy-gap/"
+    scoring = scoring_prefix + SCORING_LABELS["argmax"]
     equation = "survey Eq. 12"
     relative = True
-
-    def scoring_label(self) -> str:
-        return "relative-accuracy-gap/" + SCORING_LABELS[self.params.scoring]

@@ -5,23 +5,12 @@ The editor is :class:`kme_pmet.editor.PMETEditor`.
 
 from __future__ import annotations
 
-from typing import Any
+from kme_editlib.registration import registration_hook
 
-import kme
+from kme_pmet.editor import PMETEditor
+from kme_pmet.presets import PRESETS
 
 __all__ = ["kme_register_editors", "kme_register_presets"]
 
-
-@kme.hookimpl
-def kme_register_editors(register: Any) -> None:
-    from kme_pmet.editor import PMETEditor
-
-    register(PMETEditor)
-
-
-@kme.hookimpl
-def kme_register_presets(register: Any) -> None:
-    from kme_pmet.presets import PRESETS
-
-    for preset in PRESETS:
-        register(preset)
+kme_register_editors = registration_hook(PMETEditor)
+kme_register_presets = registration_hook(*PRESETS)

@@ -7,23 +7,12 @@ The rank-one update itself is :func:`kme_rome.editor.rome_update` (built on
 
 from __future__ import annotations
 
-from typing import Any
+from kme_editlib.registration import registration_hook
 
-import kme
+from kme_rome.editor import ROMEEditor
+from kme_rome.presets import PRESETS
 
 __all__ = ["kme_register_editors", "kme_register_presets"]
 
-
-@kme.hookimpl
-def kme_register_editors(register: Any) -> None:
-    from kme_rome.editor import ROMEEditor
-
-    register(ROMEEditor)
-
-
-@kme.hookimpl
-def kme_register_presets(register: Any) -> None:
-    from kme_rome.presets import PRESETS
-
-    for preset in PRESETS:
-        register(preset)
+kme_register_editors = registration_hook(ROMEEditor)
+kme_register_presets = registration_hook(*PRESETS)

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-import kme
 from kme_editlib.defaults import param_source, resolve_layers
+from kme_editlib.editors import CovarianceEditor
 from kme_editlib.params import StatsParams, TargetParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,15 +48,10 @@ class ROMEParams(TargetParams, StatsParams):
         "within each kind of context and then over kinds (MEMIT's released code)")
 
 
-class ROMEEditor(kme.Editor):
+class ROMEEditor(CovarianceEditor):
     name = "rome"
     description = "rank-one update of one MLP output projection using C⁻¹ (Meng et al., 2022)"
     Params = ROMEParams
-    capabilities = kme.Capabilities(kind="parametric", batch=True, sequential=True, needs_covariance=True)
-
-    def check_model(self, model: "EditedModel") -> None:
-        super().check_model(model)
-        self.params.check_stats(model)  # type: ignore[attr-defined]
 
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":

@@ -11,8 +11,7 @@ from pydantic import Field
 import kme
 from kme import ConfigError
 
-from kme_memlib.memory import SharedMemory, editor_handles
-from kme_memlib.retrieval import make_embedder
+from kme_memlib.memory import MemoryEditor
 from kme_serac.checkpoint import SeracCheckpoint
 from kme_serac.training import edit_descriptor
 
@@ -31,22 +30,33 @@ class SeracParams(kme.Params):
                                                   "classifier examines per query (all when the cache is smaller)")
 
 
-class SeracEditor(kme.Editor):
+class SeracEditor(MemoryEditor):
     name = "serac"
     description = ("SERAC: an edit cache, a trained scope classifier and a trained counterfactual model that "
                    "answers in-scope queries; the base model answers the rest (Mitchell et al., 2022)")
     Params = SeracParams
     capabilities = kme.Capabilities(kind="memory", batch=True, sequential=True, needs_training=True)
-
-    _memory = SharedMemory(lambda item: item["edit"])
+    key_field = "edit"
 
     def _checkpoint(self, model: "EditedModel") -> SeracCheckpoint:
         p: SeracParams = self.params  # type: ignore[assignment]
         if not p.checkpoint:
             raise ConfigError("SERAC needs a trained checkpoint", where="editor 'serac' params.checkpoint",
                               hint="train one with `kme serac train --model MODEL --dataset DATASET --out DIR` "
-                                   "and pass checkpoint: DIR")
+                                   "and pass checkpoint: DIR (`kme run` trains one on the dataset's train "
+                                   "split when none is named)")
         return SeracCheckpoint.load(p.checkpoint, model.pm)
+
+    def is_trained(self) -> bool:
+        return bool(self.params.checkpoint)  # type: ignore[attr-defined]
+
+    def train(self, model: "EditedModel", requests: list["EditRequest"], out_dir: str) -> dict[str, Any]:
+        """What ``kme serac train`` does with its defaults: the runner calls it when a pipeline
+        names no checkpoint, so ``editors: [serac]`` works on a dataset with a train split."""
+        from kme_serac.training import TrainConfig, train_serac
+
+        train_serac(model, requests, out_dir, TrainConfig())
+        return {"checkpoint": out_dir}
 
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
@@ -57,13 +67,13 @@ class SeracEditor(kme.Editor):
         return handle
 
     def lookup(self, model: "EditedModel", handle: "EditHandle", prompts: list[str]) -> list["MemoryHit"]:
-        handles = editor_handles(model, self.name)
-        if not handles or handles[0] is not handle:
-            return []  # the first SERAC handle answers from the whole cache
+        handles = self.answering_handles(model, handle)
+        if not handles:
+            return []
         p: SeracParams = self.params  # type: ignore[assignment]
         ck = self._checkpoint(model)
         threshold = p.threshold if p.threshold is not None else float(ck.meta.get("threshold", 0.5))
-        items, index = self._memory.index(model, handles, lambda: make_embedder("tfidf", model))
+        items, index = self.memory_index(model, handles)
         if not items:
             return []
         if len(items) <= p.candidates:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kme import ConfigError, join_target
+from kme import ConfigError, join_target, pad_sequences
 
 from kme_serac.checkpoint import CLASSIFIER_FORMAT, CONTEXT_FORMAT, EDIT_FORMAT, FORMAT_VERSION, SeracCheckpoint
 
@@ -163,76 +163,72 @@ def _train_classifier(clf: "torch.nn.Module", tok: Any, pos: list, neg: list, cf
                       rng: random.Random, log: Callable[[str], None]) -> float | None:
     import torch
 
-    if cfg.classifier_steps == 0:
-        return None
-    opt = torch.optim.AdamW(clf.parameters(), lr=cfg.classifier_lr, weight_decay=0.0)
-    clf.train()
+    half = max(1, cfg.batch_size // (1 + cfg.negatives_per_positive))
+
+    def batch_loss() -> "torch.Tensor":
+        batch = [(e, q, 1.0) for e, q, _ in rng.sample(pos, min(half, len(pos)))]
+        batch += [(e, q, 0.0) for e, q in rng.sample(neg, min(half * cfg.negatives_per_positive, len(neg)))]
+        enc = tok([CLASSIFIER_FORMAT.format(edit=e, query=q) for e, q, _ in batch], return_tensors="pt",
+                  padding=True)
+        y = torch.tensor([b[2] for b in batch])
+        logits = clf(**enc).logits[:, 0].float()
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+
     side = tok.padding_side
     tok.padding_side = "right"
-    half = max(1, cfg.batch_size // (1 + cfg.negatives_per_positive))
-    ema = None
     try:
-        for step in range(1, cfg.classifier_steps + 1):
-            batch = [(e, q, 1.0) for e, q, _ in rng.sample(pos, min(half, len(pos)))]
-            batch += [(e, q, 0.0) for e, q in rng.sample(neg, min(half * cfg.negatives_per_positive, len(neg)))]
-            enc = tok([CLASSIFIER_FORMAT.format(edit=e, query=q) for e, q, _ in batch], return_tensors="pt",
-                      padding=True)
-            y = torch.tensor([b[2] for b in batch])
-            logits = clf(**enc).logits[:, 0].float()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
-            opt.step()
-            lv = float(loss.detach())
-            ema = lv if ema is None else 0.95 * ema + 0.05 * lv
-            if step % 100 == 0 or step == cfg.classifier_steps:
-                log(f"scope classifier step {step}/{cfg.classifier_steps} loss {ema:.4f}")
+        return _fit(clf, cfg.classifier_lr, cfg.classifier_steps, batch_loss, log, "scope classifier")
     finally:
         tok.padding_side = side
-        clf.eval()
-    return round(ema, 5) if ema is not None else None
 
 
 def _train_counterfactual(cf: "torch.nn.Module", tok: Any, pos: list, cfg: TrainConfig, rng: random.Random,
                           log: Callable[[str], None]) -> float | None:
     import torch
 
-    if cfg.counterfactual_steps == 0:
+    def batch_loss() -> "torch.Tensor":
+        seqs = []
+        for e, q, a in rng.sample(pos, min(cfg.batch_size, len(pos))):
+            prompt = CONTEXT_FORMAT.format(edit=e) + q
+            p_ids = tok(prompt, add_special_tokens=True)["input_ids"]
+            a_ids = tok(join_target(q, a), add_special_tokens=False)["input_ids"]
+            seqs.append((p_ids, a_ids))
+        ids, mask = pad_sequences([a + b for a, b in seqs], tok.pad_token_id)
+        labels = torch.full(ids.shape, -100, dtype=torch.long)
+        for i, (a, b) in enumerate(seqs):
+            labels[i, len(a): len(a) + len(b)] = torch.tensor(b)
+        logits = cf(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                 ignore_index=-100)
+
+    return _fit(cf, cfg.counterfactual_lr, cfg.counterfactual_steps, batch_loss, log, "counterfactual model")
+
+
+def _fit(module: "torch.nn.Module", lr: float, steps: int, batch_loss: Callable[[], "torch.Tensor"],
+         log: Callable[[str], None], what: str) -> float | None:
+    """``steps`` AdamW steps (no weight decay, gradients clipped to norm 1) on every parameter
+    of ``module`` in train mode, each on a fresh ``batch_loss()``; eval mode after. Returns the
+    loss's moving average (``None`` without steps)."""
+    import torch
+
+    if steps == 0:
         return None
-    opt = torch.optim.AdamW(cf.parameters(), lr=cfg.counterfactual_lr, weight_decay=0.0)
-    cf.train()
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0)
+    module.train()
     ema = None
-    pad = tok.pad_token_id
     try:
-        for step in range(1, cfg.counterfactual_steps + 1):
-            seqs = []
-            for e, q, a in rng.sample(pos, min(cfg.batch_size, len(pos))):
-                prompt = CONTEXT_FORMAT.format(edit=e) + q
-                p_ids = tok(prompt, add_special_tokens=True)["input_ids"]
-                a_ids = tok(join_target(q, a), add_special_tokens=False)["input_ids"]
-                seqs.append((p_ids, a_ids))
-            width = max(len(a) + len(b) for a, b in seqs)
-            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            labels = torch.full_like(ids, -100)
-            for i, (a, b) in enumerate(seqs):
-                ids[i, : len(a) + len(b)] = torch.tensor(a + b)
-                mask[i, : len(a) + len(b)] = 1
-                labels[i, len(a): len(a) + len(b)] = torch.tensor(b)
-            logits = cf(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                     labels[:, 1:].reshape(-1), ignore_index=-100)
+        for step in range(1, steps + 1):
+            loss = batch_loss()
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(cf.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
             opt.step()
             lv = float(loss.detach())
             ema = lv if ema is None else 0.95 * ema + 0.05 * lv
-            if step % 100 == 0 or step == cfg.counterfactual_steps:
-                log(f"counterfactual model step {step}/{cfg.counterfactual_steps} loss {ema:.4f}")
+            if step % 100 == 0 or step == steps:
+                log(f"{what} step {step}/{steps} loss {ema:.4f}")
     finally:
-        cf.eval()
+        module.eval()
     return round(ema, 5) if ema is not None else None
 
 

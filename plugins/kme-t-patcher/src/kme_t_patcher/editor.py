@@ -98,7 +98,7 @@ class TPatcherEditor(kme.Editor):
         dev = model.device
         patches = PatchNeurons(module, torch.empty(0, d, device=dev), torch.empty(0, device=dev),
                                torch.empty(0, d, device=dev), p.value_scale)
-        self._register(handle, patches)
+        patches.bind(handle)
 
         texts = memory_texts(model, p.memory_texts, p.memory_file, p.memory_samples, p.memory_sample_tokens,
                              p.seed)
@@ -126,16 +126,7 @@ class TPatcherEditor(kme.Editor):
         dev = model.device
         patches = PatchNeurons(module, handle.state["keys"].to(dev), handle.state["bias"].to(dev),
                                handle.state["values"].to(dev), float(info["value_scale"]))
-        self._register(handle, patches)
-
-    @staticmethod
-    def _register(handle: "EditHandle", patches: PatchNeurons) -> None:
-        handle.on_undo(patches.remove)
-
-        def toggle(enabled: bool) -> None:
-            patches.enabled = enabled
-
-        handle.on_toggle(toggle)
+        patches.bind(handle)
 
     # -- one patch ----------------------------------------------------------------------------
     @staticmethod

@@ -17,6 +17,8 @@ import torch
 
 from kme import ConfigError, read_text
 
+from kme_memlib.sampling import sample_ids
+
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
 
@@ -48,19 +50,12 @@ def memory_texts(model: "EditedModel", texts: list[str] | None, path: str | None
     return cache[key]
 
 
-@torch.no_grad()
 def _sample(model: "EditedModel", n: int, tokens: int, seed: int) -> list[str]:
-    tok = model.tokenizer
-    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    if start is None:
+    out = sample_ids(model, n, tokens, seed)
+    if out is None:
         raise ConfigError("the tokenizer has no beginning- or end-of-text token to sample memory texts from",
                           where="editor params", hint="pass memory_texts or memory_file")
-    ids = torch.full((n, 1), start, dtype=torch.long, device=model.device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        out = model.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=50,
-                                   max_new_tokens=tokens, pad_token_id=tok.pad_token_id)
-    texts = [tok.decode(row[1:], skip_special_tokens=True).strip() for row in out]
+    texts = [model.tokenizer.decode(row[1:], skip_special_tokens=True).strip() for row in out]
     return [t for t in texts if t] or ["."]
 
 

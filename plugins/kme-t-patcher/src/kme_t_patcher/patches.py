@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+
+from kme_memlib.neurons import SideNeurons
 
 __all__ = ["PatchNeurons"]
 
 
-class PatchNeurons:
+class PatchNeurons(SideNeurons):
     """``n`` extra FFN neurons: ``out += GELU(x @ keys.T + bias) @ (values * scale)``.
 
     ``x`` is the FFN's input (the normalised hidden state entering the MLP), so a patch neuron
@@ -21,27 +21,15 @@ class PatchNeurons:
 
     def __init__(self, module: torch.nn.Module, keys: torch.Tensor, bias: torch.Tensor, values: torch.Tensor,
                  scale: float):
-        self.module = module
         self.keys, self.bias, self.values = keys, bias, values
         self.scale = scale
-        self.enabled = True
-        self.hook: Any = module.register_forward_hook(self._forward)
+        super().__init__(module)
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-activation of every patch neuron, ``[..., n]``."""
         return x.float() @ self.keys.T.float() + self.bias.float()
 
-    def _forward(self, module: torch.nn.Module, inputs: tuple, output: Any) -> Any:
-        if not self.enabled or self.keys.shape[0] == 0:
+    def added(self, x: torch.Tensor) -> torch.Tensor | None:
+        if self.keys.shape[0] == 0:
             return None
-        x = inputs[0]
-        out = output[0] if isinstance(output, tuple) else output
-        act = torch.nn.functional.gelu(self.activations(x))
-        add = act @ (self.values.float() * self.scale)
-        new = out + add.to(out.dtype)
-        return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
-
-    def remove(self) -> None:
-        if self.hook is not None:
-            self.hook.remove()
-            self.hook = None
+        return torch.nn.functional.gelu(self.activations(x)) @ (self.values.float() * self.scale)
