@@ -3,7 +3,7 @@
 Every first-party package -- ``core/`` and each ``plugins/*`` / ``contrib/*`` folder with a
 ``pyproject.toml`` -- stands on one floor:
 
-1. the kernel: distribution ``kme``;
+1. the kernel: distribution ``kme-core`` (import package ``kme``);
 2. a family library: ``[tool.kme] floor = "library"`` in its ``pyproject.toml``
    (``kme-editlib``, ``kme-memlib``);
 3. a leaf plugin (method, locator, dataset, metric, model): a ``kme`` entry point and no
@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 ROOT = Path(__file__).resolve().parents[1]
 
 KERNEL, LIBRARY, PLUGIN = "kernel", "library", "plugin"
+KERNEL_DIST = "kme-core"  # import package and CLI: `kme` (PyPI's `kme` is an unrelated project)
 
 
 @dataclass
@@ -64,7 +65,7 @@ def discover(root: Path) -> tuple[list[Package], list[str]]:
         declared = data.get("tool", {}).get("kme", {}).get("floor")
         has_entry_point = bool(project.get("entry-points", {}).get("kme"))
         rel = toml.relative_to(root)
-        if dist == "kme":
+        if dist == KERNEL_DIST:
             floor = KERNEL
         elif declared == LIBRARY:
             floor = LIBRARY
@@ -149,16 +150,16 @@ def test_every_package_stands_on_its_floor():
 def test_the_floors_are_what_the_design_says():
     packages, _ = discover(ROOT)
     floors = {p.dist: p.floor for p in packages}
-    assert floors["kme"] == KERNEL
+    assert floors[KERNEL_DIST] == KERNEL
     assert floors["kme-editlib"] == LIBRARY and floors["kme-memlib"] == LIBRARY
     assert {"kme-memit", "kme-pmet", "kme-alphaedit", "kme-ike", "kme-serac", "kme-factworld",
             "kme-metrics"} <= {d for d, f in floors.items() if f == PLUGIN}
 
 
-def _package(root: Path, folder: str, dist: str, files: dict[str, str], *, deps: tuple[str, ...] = ("kme",),
-             library: bool = False) -> None:
+def _package(root: Path, folder: str, dist: str, files: dict[str, str], *, deps: tuple[str, ...] = (KERNEL_DIST,),
+             library: bool = False, module: str | None = None) -> None:
     base = root / folder
-    mod = dist.replace("-", "_")
+    mod = module or dist.replace("-", "_")
     (base / "src" / mod).mkdir(parents=True)
     entry = "" if library else f'[project.entry-points.kme]\nx = "{mod}"\n'
     floor = '[tool.kme]\nfloor = "library"\n' if library else ""
@@ -169,14 +170,14 @@ def _package(root: Path, folder: str, dist: str, files: dict[str, str], *, deps:
 
 
 def test_the_checker_names_the_file_and_the_import(tmp_path):
-    _package(tmp_path, "core", "kme", {})
+    _package(tmp_path, "core", KERNEL_DIST, {}, module="kme")
     _package(tmp_path, "plugins/kme-lib", "kme-lib", {"a.py": "import kme\nfrom kme_leaf.x import y\n"},
              library=True)
-    _package(tmp_path, "plugins/kme-leaf", "kme-leaf", {"x.py": "import kme_lib\n"}, deps=("kme", "kme-lib"))
+    _package(tmp_path, "plugins/kme-leaf", "kme-leaf", {"x.py": "import kme_lib\n"}, deps=(KERNEL_DIST, "kme-lib"))
     _package(tmp_path, "plugins/kme-other", "kme-other",
              {"e.py": "def f():\n    from kme_leaf import x\n    import importlib\n"
                       "    importlib.import_module('kme_leaf.x')\n"},
-             deps=("kme", "kme-leaf"))
+             deps=(KERNEL_DIST, "kme-leaf"))
     problems = violations(tmp_path)
     text = "\n".join(problems)
     assert ("plugins/kme-lib/src/kme_lib/a.py:2: `from kme_leaf.x import y` -- kme-lib (library) imports "

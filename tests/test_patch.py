@@ -29,7 +29,7 @@ def test_patch_round_trip_reapplies_bit_for_bit(pm, tmp_path):
     manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
     assert [e["editor"] for e in manifest["edits"]] == ["toy_shift", "toy_memory", "toy_shift"]
     assert manifest["edits"][1]["memory"][0]["subject"] == reqs[2].subject
-    assert "kme" in manifest["versions"]
+    assert "kme-core" in manifest["versions"]
 
     b = tiny_model("qwen2", pm)
     handles = b.load_patch(str(tmp_path / "p"))

@@ -66,7 +66,7 @@ def test_summary_json_is_the_documented_public_format(kme_cli, tmp_path, model_d
     assert all(set(m["sources"]) == set(m["params"]) for m in res["metrics"])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved"] == res
     assert s["config"]["protocol"]["mode"] == "batch"
-    assert "kme" in s["versions"] and "torch" in s["versions"]
+    assert "kme-core" in s["versions"] and "torch" in s["versions"]
     assert {"total_s", "edit_s", "eval_s", "baseline_s", "load_model_s"} <= set(s["timings"])
     # the batch protocol undoes each batch: the edited values differ from the baseline
     lp = s["metrics"]["toy_logprob"]

@@ -12,12 +12,15 @@ __all__ = ["pad_sequences"]
 
 
 def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int | None, device: "torch.device | str" = "cpu",
-                  *, side: str = "right") -> tuple["torch.Tensor", "torch.Tensor"]:
+                  *, side: str = "right", width: int | None = None) -> tuple["torch.Tensor", "torch.Tensor"]:
     """``input_ids`` and ``attention_mask`` for ``seqs``, padded to the longest with ``pad_id``.
 
     Right padding (the default) keeps every real token at its unpadded position, which is what
     the editors' position bookkeeping (subject token, target positions) relies on; ``side="left"``
-    is for generation, where each row's last real token must be the last column.
+    is for generation, where each row's last real token must be the last column. ``width``
+    pads to a fixed length instead of the longest: a row's outputs can differ in the last bits
+    with the padded length (attention reductions), so batching that must reproduce unbatched
+    results pads each row to the width it would have alone.
     """
     import torch
 
@@ -27,7 +30,11 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int | None, device: "to
         raise ValueError("pad_sequences needs at least one sequence")
     if pad_id is None:
         raise ValueError("the tokenizer has no pad token id (load the model through kme, which sets one)")
-    width = max(len(s) for s in seqs)
+    longest = max(len(s) for s in seqs)
+    if width is None:
+        width = longest
+    elif width < longest:
+        raise ValueError(f"width {width} is shorter than the longest sequence ({longest} tokens)")
     ids = torch.full((len(seqs), width), int(pad_id), dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for r, s in enumerate(seqs):

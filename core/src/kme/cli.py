@@ -46,10 +46,12 @@ def run(ctx: click.Context, pipeline: str, out_dir: str | None, resume: bool, ov
 @click.pass_context
 def validate(ctx: click.Context, pipeline: str) -> None:
     """Validate PIPELINE against the installed plugins without loading any model."""
+    from kme.models.loading import check_model_devices
     from kme.pipeline import load_pipeline, validate_components
 
     spec = load_pipeline(pipeline)
     validate_components(spec, _pm(ctx), pipeline)
+    check_model_devices(spec.model, where=pipeline)  # a device this machine lacks fails here, not mid-run
     click.echo(f"{pipeline}: valid ({len(spec.editors)} editor(s), {len(spec.metrics)} metric(s), "
                f"dataset {spec.dataset.name!r}, model {spec.model.name!r})")
 
@@ -227,7 +229,7 @@ def patch_apply(ctx: click.Context, model: str, path: str, save_model: str) -> N
 
 def make_cli(pm: KmePluginManager) -> click.Group:
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.version_option(package_name="kme", prog_name="kme")
+    @click.version_option(package_name="kme-core", prog_name="kme")
     @click.pass_context
     def cli(ctx: click.Context) -> None:
         """kme: knowledge-based model editing for LLMs."""

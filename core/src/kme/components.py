@@ -99,6 +99,15 @@ class Editor(Component):
         """Apply ``requests``; create the handle with ``model.new_handle(self, requests)``."""
         raise NotImplementedError(f"editor {self.name!r} does not implement apply()")
 
+    def precompute(self, model: "EditedModel", batches: list[list["EditRequest"]]) -> None:
+        """Independent batches ahead: compute together, on the unedited ``model``, what
+        :meth:`apply` would compute for each of ``batches`` alone, so that ``apply`` can use it.
+
+        The batch protocol calls it on the pipeline's first editor, on the unedited model, for
+        the next chunk of batches (``protocol.params.precompute``); ``apply`` must still give
+        what it gives without it (use a result only when the model is in the state it was
+        computed on). Default: nothing."""
+
     def is_trained(self) -> bool:
         """Editors with ``capabilities.needs_training``: whether the params name trained parts
         (a checkpoint) to use. The runner trains the editor first when this is false."""

@@ -3,7 +3,10 @@ inference path every metric uses.
 
 Parametric edits are recorded as per-parameter deltas; the first time a parameter is touched
 its pristine value is kept, so undoing any subset of edits restores the weights bit for bit
-(pristine value, then the remaining edits' deltas re-added in order). Memory editors
+(pristine value, then the remaining edits' deltas re-added in order). A delta is kept in at
+least float32 (the editor's values, not rounded to a bfloat16/float16 weight) and applied as
+``weight = (weight.float() + delta).to(weight.dtype)`` on the weight's own device: one
+deterministic rounding, replayed identically by undo. Memory editors
 contribute at inference through the ``kme_memory_lookup`` hook, so parametric and memory
 editors compose: IKE's demonstrations are prepended to queries answered by MEMIT-edited
 weights.
@@ -62,13 +65,16 @@ class EditHandle:
     applied: bool = True
 
     def add_delta(self, param_name: str, delta: torch.Tensor) -> None:
-        """Add ``delta`` to parameter ``param_name`` (in the parameter's dtype), recorded."""
+        """Add ``delta`` to parameter ``param_name``, recorded. The sum is formed in float32
+        (or the weight's dtype, if wider) on the weight's device and rounded once to the
+        weight's dtype; ``deltas`` keeps the float32 values, on cpu."""
         self.model._add_delta(self, param_name, delta)
 
     def set_param(self, param_name: str, value: torch.Tensor) -> None:
         """Set a parameter to ``value``; recorded as the delta from its current value."""
         p = self.model.parameter(param_name)
-        self.add_delta(param_name, value.to(p.dtype) - p.detach())
+        acc = _accumulate_dtype(p.dtype)
+        self.add_delta(param_name, value.detach().to(device=p.device, dtype=acc) - p.detach().to(acc))
 
     def on_undo(self, fn: Callable[[], None]) -> None:
         """Register a callback that removes what this edit added (modules, hooks)."""
@@ -160,7 +166,29 @@ class EditedModel:
     # -- structure ----------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        """Where inputs go: the input embedding's device (for a model spread over devices by a
+        ``device_map``, the first module's). Each weight stays on its own device
+        (``parameter(name).device``); deltas are applied there."""
+        try:
+            emb = self.model.get_input_embeddings()
+        except (AttributeError, NotImplementedError):
+            emb = None
+        if emb is not None and getattr(emb, "weight", None) is not None:
+            return emb.weight.device
         return next(self.model.parameters()).device
+
+    @property
+    def devices(self) -> list[torch.device]:
+        """Every device holding a weight of the model, in order of first use."""
+        return list(dict.fromkeys(p.device for p in self.model.parameters()))
+
+    def device_of(self, layer: int, part: str = "mlp_out") -> torch.device:
+        """The device of ``part`` in block ``layer``: where its inputs and outputs live (for
+        a device-mapped model, tensors added at that point must be moved there)."""
+        module = self.layout.module(self.model, self.check_layer(layer), part)  # type: ignore[arg-type]
+        for t in itertools.chain(module.parameters(), module.buffers()):
+            return t.device
+        return self.device
 
     @property
     def num_layers(self) -> int:
@@ -242,18 +270,19 @@ class EditedModel:
             raise KmeError(f"delta for {name!r} has shape {tuple(delta.shape)}, parameter has {tuple(p.shape)}")
         if name not in self._pristine:
             self._pristine[name] = p.detach().to("cpu", copy=True)
-        d = delta.detach().to(device=p.device, dtype=p.dtype)
+        d = delta.detach().to(device="cpu", dtype=_accumulate_dtype(p.dtype), copy=True)
         with torch.no_grad():
             if name in handle.deltas:
                 # Second change to the same parameter in one edit: keep a single delta whose
                 # re-application (before + total) gives exactly the weights we leave.
-                total = handle.deltas[name].to(p.device) + d
-                p.copy_(handle._before[name] + total)
-                handle.deltas[name] = total.to("cpu", copy=True)
+                total = handle.deltas[name] + d
+                p.copy_(handle._before[name])
+                _apply_delta(p, total)
+                handle.deltas[name] = total
             else:
                 handle._before[name] = p.detach().clone()
-                p.add_(d)
-                handle.deltas[name] = d.to("cpu", copy=True)
+                _apply_delta(p, d)
+                handle.deltas[name] = d
 
     @property
     def identity(self) -> "ModelIdentity":
@@ -333,7 +362,7 @@ class EditedModel:
                 p.copy_(self._pristine[name].to(p.device))
                 for h in self.stack:
                     if name in h.deltas:
-                        p.add_(h.deltas[name].to(p.device))
+                        _apply_delta(p, h.deltas[name])
                 if not any(name in h.deltas for h in self.stack + self._hidden):
                     del self._pristine[name]
 
@@ -370,7 +399,7 @@ class EditedModel:
                     p.copy_(self._pristine[name].to(p.device))
                     for h in saved:
                         if name in h.deltas:
-                            p.add_(h.deltas[name].to(p.device))
+                            _apply_delta(p, h.deltas[name])
             for h in saved:
                 for t in h._toggles:
                     t(True)
@@ -558,6 +587,22 @@ class EditedModel:
 
     def __repr__(self) -> str:
         return f"<EditedModel {self.source!r} {self.layout.model_type} edits={len(self.stack)}>"
+
+
+def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a delta is kept and added in: float32, or the weight's if wider."""
+    return torch.promote_types(dtype, torch.float32) if dtype.is_floating_point else dtype
+
+
+def _apply_delta(p: torch.Tensor, delta: torch.Tensor) -> None:
+    """``p += delta`` on ``p``'s device, summed in float32 (or wider) and rounded once to
+    ``p``'s dtype: deterministic, so replaying the same deltas gives the same bits."""
+    acc = _accumulate_dtype(p.dtype)
+    d = delta.to(device=p.device, dtype=acc)
+    if acc == p.dtype:
+        p.add_(d)
+    else:
+        p.copy_((p.detach().to(acc) + d).to(p.dtype))
 
 
 def _all_finite(value: Any) -> bool:

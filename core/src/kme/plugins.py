@@ -35,6 +35,8 @@ from kme.registry import Register, Registry
 __all__ = ["KmePluginManager", "PluginFailure", "build_plugin_manager", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "kme"
+#: The kernel's distribution name (import package and CLI: ``kme``; PyPI's ``kme`` is unrelated).
+KERNEL_DISTRIBUTION = "kme-core"
 ENV_DISABLE = "KME_DISABLE_PLUGIN_AUTOLOAD"
 ENV_ONLY = "KME_LOAD_PLUGINS"
 
@@ -221,8 +223,8 @@ def build_plugin_manager(
     pm = KmePluginManager()
     for modname in BUILTIN_PLUGINS:
         mod: ModuleType = importlib.import_module(modname)
-        pm.add_plugin(mod, name=modname, info=PluginInfo(name=modname, distribution="kme",
-                                                         version=_version("kme"), builtin=True))
+        pm.add_plugin(mod, name=modname, info=PluginInfo(name=modname, distribution=KERNEL_DISTRIBUTION,
+                                                         version=_version(KERNEL_DISTRIBUTION), builtin=True))
     if load_entrypoints:
         pm.load_entrypoints()
     strict: set[str] = set()

@@ -1,7 +1,8 @@
 """Registries that plugins fill through the ``kme_register_*`` hooks.
 
 A registry checks the base class, refuses duplicate names, remembers which plugin registered
-each entry, and answers an unknown name with "did you mean ...?".
+each entry, and answers an unknown name with "did you mean ...?" -- and, for a first-party
+component whose package is not installed, with the ``pip install`` that provides it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,57 @@ from kme.errors import KmeError, UnknownComponentError, did_you_mean
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "Register"]
+__all__ = ["Registry", "Register", "FIRST_PARTY", "provided_by"]
+
+#: Which first-party distribution registers each component, by distribution and registry kind
+#: (names separated by spaces). tests/test_packaging.py keeps it equal to what the plugins register.
+_PROVIDERS: dict[str, dict[str, str]] = {
+    "kme-alphaedit": {"editor": "alphaedit", "preset": "alphaedit/gpt-j-6b alphaedit/gpt2-xl alphaedit/llama3-8b"},
+    "kme-calinet": {"editor": "calinet"},
+    "kme-causal-tracing": {"locator": "causal-tracing"},
+    "kme-datasets": {"dataset": "bias-in-bios convsent counterfact ecbd fever hallucination knowedit mcf mquake "
+                                "nq-situatedqa pararel scotus trex vitaminc wikigen zsre"},
+    "kme-factworld": {"dataset": "factworld", "model alias": "factworld", "corpus": "factworld",
+                      "preset": "alphaedit/factworld grace/factworld ike/factworld memit/factworld pmet/factworld "
+                                "rome/factworld"},
+    "kme-ftl": {"editor": "ft-l"},
+    "kme-grace": {"editor": "grace"},
+    "kme-ike": {"editor": "ike"},
+    "kme-kn": {"editor": "kn", "locator": "knowledge-neurons"},
+    "kme-language-patch": {"editor": "language-patch"},
+    "kme-mello": {"editor": "mello"},
+    "kme-memit": {"editor": "memit", "preset": "memit/gpt-j-6b memit/gpt2-xl memit/llama3-8b"},
+    "kme-memprompt": {"editor": "memprompt"},
+    "kme-metrics": {"metric": "accuracy consistency efficacy_magnitude efficacy_score fluency generality locality "
+                              "multihop_accuracy neighborhood_magnitude neighborhood_score paraphrase_magnitude "
+                              "paraphrase_score portability retainability scalability scalability_relative "
+                              "token_accuracy"},
+    "kme-pmet": {"editor": "pmet", "preset": "pmet/gpt-j-6b pmet/gpt2-xl pmet/llama3-8b"},
+    "kme-rome": {"editor": "rome", "preset": "rome/gpt-j-6b rome/gpt2-xl rome/llama3-8b"},
+    "kme-serac": {"editor": "serac"},
+    "kme-t-patcher": {"editor": "t-patcher"},
+}
+
+#: registry kind -> component name -> the first-party distribution that provides it.
+FIRST_PARTY: dict[str, dict[str, str]] = {}
+for _dist, _kinds in _PROVIDERS.items():
+    for _kind, _names in _kinds.items():
+        for _name in _names.split():
+            FIRST_PARTY.setdefault(_kind, {})[_name] = _dist
+
+
+def provided_by(kind: str, name: str) -> str | None:
+    """A sentence naming the first-party package that provides ``name`` and how to install it, or None."""
+    dist = FIRST_PARTY.get(kind, {}).get(name)
+    if dist is None:
+        return None
+    from importlib_metadata import PackageNotFoundError, version
+
+    try:
+        version(dist)
+    except PackageNotFoundError:
+        return f"it is provided by {dist}: pip install {dist}"
+    return f"it is provided by {dist}, which is installed but did not register it (`kme plugins` shows load failures)"
 
 
 class Registry(Generic[T]):
@@ -50,8 +101,10 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            install = provided_by(self.kind, name)
             raise UnknownComponentError(
-                f"unknown {self.kind} {name!r}; {did_you_mean(name, self._items)}",
+                f"unknown {self.kind} {name!r}; " + (f"{install}; " if install else "")
+                + did_you_mean(name, self._items),
                 where=where,
                 hint=f"`kme plugins` lists the installed {self.kind}s",
             ) from None

@@ -1,4 +1,8 @@
-"""Versions of kme and of every installed kme plugin distribution, for manifests and summaries."""
+"""Versions of kme and of every installed kme plugin distribution, for manifests and summaries.
+
+Keys are distribution names: the kernel is ``kme-core`` (its import package and CLI are ``kme``;
+PyPI's ``kme`` is an unrelated project).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,6 @@ def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in distributions():
         name = (dist.metadata["Name"] or "").lower()
-        if name in ("kme", "torch", "transformers", "pluggy", "pydantic") or name.startswith("kme-"):
+        if name in ("torch", "transformers", "pluggy", "pydantic") or name.startswith("kme-"):
             out[name] = dist.version
     return dict(sorted(out.items()))

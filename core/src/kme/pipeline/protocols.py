@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from kme.components import Component
+from pydantic import Field
+
+from kme.components import Component, Params
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme.data import EditRequest
@@ -39,14 +41,24 @@ class RunProtocol(Component):
         raise NotImplementedError(f"protocol {self.name!r} does not implement run()")
 
 
+class BatchParams(Params):
+    precompute: int = Field(32, ge=0, description="batches whose edits the first editor computes together ahead "
+                                                  "(Editor.precompute; results equal one at a time); 0: each "
+                                                  "batch alone")
+
+
 class BatchProtocol(RunProtocol):
     name = "batch"
     description = ("every batch is applied to the unedited model, scored and undone: batches are independent "
                    "(the papers' single-edit and batch-edit tables)")
+    Params = BatchParams
 
     def run(self, session: "RunSession") -> None:
         todo = [b for b in range(len(session.batches)) if b not in session.recorded]
-        for b in session.progress(todo, "editing"):
+        chunk: int = self.params.precompute  # type: ignore[attr-defined]
+        for n, b in enumerate(session.progress(todo, "editing")):
+            if chunk and n % chunk == 0:
+                session.precompute(todo[n:n + chunk])
             batch = session.batches[b]
             result = session.apply(b, batch)
             values = session.score_batch(batch, result) if result.ok else {}

@@ -223,6 +223,21 @@ class RunSession:
         self.edit_s += sum(v for k, v in res.timing.items() if k.endswith("_s"))
         return res
 
+    def precompute(self, indices: list[int]) -> None:
+        """Let the first editor compute batches ``indices`` ahead on the model as it is now
+        (unedited: call it between batches of an independent protocol). Skipped when the
+        pipeline has a locator (its location is found per batch)."""
+        if not self.editors or self.components.locator is not None or self.model.stack:
+            return
+        t = time.perf_counter()
+        try:
+            self.editors[0].precompute(self.model, [self.batches[b] for b in indices])
+        except (ConfigError, UnknownComponentError, ModelLoadError):
+            raise
+        except Exception as e:  # each batch is then computed alone by apply(), as without it
+            log.warning("editor.precompute_failed", editor=self.editors[0].name, error=f"{type(e).__name__}: {e}")
+        self.edit_s += time.perf_counter() - t
+
     def record(self, b: int, batch: list[EditRequest], result: BatchResult, values: Values) -> None:
         """Append one :class:`~kme.EditRecord` per request of batch ``b`` to ``edits.jsonl``
         (a batch recorded before a resume is not written twice)."""

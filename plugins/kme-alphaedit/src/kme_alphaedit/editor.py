@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["AlphaEditEditor", "AlphaEditParams"]
 
-_PROJECTORS: dict[tuple, tuple["torch.Tensor", int]] = {}
 STATE_PREFIX = "alphaedit.keys."
 
 
@@ -47,21 +46,20 @@ class AlphaEditEditor(MultiLayerEditor):
     description = "MEMIT's update projected onto the null space of preserved keys, for sequential editing (Fang et al., 2025)"
     Params = AlphaEditParams
 
-    def projector(self, model: "EditedModel", layer: int, cov: "torch.Tensor") -> tuple["torch.Tensor", int]:
-        from kme_editlib.solvers import null_space_projector
+    def projector(self, model: "EditedModel", layer: int, cov: "torch.Tensor",
+                  info: dict | None = None) -> tuple["torch.Tensor", int]:
+        """``P`` and the null space's dimension at ``layer``: computed once per statistics and
+        threshold, then from memory or disk (:func:`kme_editlib.factors.cached_null_space_projector`)."""
+        from kme_editlib.factors import cached_null_space_projector
 
         p: AlphaEditParams = self.params  # type: ignore[assignment]
-        key = (model.base_fingerprint, layer, p.stats_corpus, p.stats_samples, p.stats_max_length,
-               p.nullspace_threshold, p.nullspace_relative)
-        if key not in _PROJECTORS:
-            P, dim = null_space_projector(cov, p.nullspace_threshold, relative=p.nullspace_relative)
-            if dim == 0:
-                raise EditFailedError(
-                    f"AlphaEdit's null space at layer {layer} is empty: every eigenvalue of C is at least "
-                    f"{p.nullspace_threshold}{' × the largest' if p.nullspace_relative else ''}",
-                    hint="raise nullspace_threshold (or set nullspace_relative: true)")
-            _PROJECTORS[key] = (P, dim)
-        return _PROJECTORS[key]
+        P, dim = cached_null_space_projector(cov, p.nullspace_threshold, relative=p.nullspace_relative, info=info)
+        if dim == 0:
+            raise EditFailedError(
+                f"AlphaEdit's null space at layer {layer} is empty: every eigenvalue of C is at least "
+                f"{p.nullspace_threshold}{' × the largest' if p.nullspace_relative else ''}",
+                hint="raise nullspace_threshold (or set nullspace_relative: true)")
+        return P, dim
 
     def previous_gram(self, model: "EditedModel", layer: int) -> "torch.Tensor | None":
         """``K_p K_pᵀ`` over the keys of AlphaEdit edits still applied to the model."""
@@ -84,13 +82,16 @@ class AlphaEditEditor(MultiLayerEditor):
         from kme_editlib.solvers import null_space_update
 
         p: AlphaEditParams = self.params  # type: ignore[assignment]
-        projectors = {layer: self.projector(model, layer, covs[layer]) for layer in layers}
+        from kme_editlib.factors import factor_meta
+
+        infos: dict[int, dict] = {layer: {} for layer in layers}
+        projectors = {layer: self.projector(model, layer, covs[layer], info=infos[layer]) for layer in layers}
         grams = {layer: self.previous_gram(model, layer) for layer in layers}
 
         def solve(layer: int, K: "torch.Tensor", R: "torch.Tensor") -> "torch.Tensor":
             return null_space_update(K, R, projectors[layer][0], grams[layer], p.L2)
 
-        return solve, {}
+        return solve, factor_meta(infos)
 
     def finish(self, model: "EditedModel", handle: "EditHandle", requests: list["EditRequest"], layers: list[int],
                prefixes: list[str]) -> None:

@@ -63,14 +63,18 @@ class MultiLayerEditor(CovarianceEditor):
                covs: dict[int, "torch.Tensor | None"]) -> tuple[Solver, dict[str, Any]]:
         """``solve(layer, K [d_ff, n], R [d, n]) -> Δ`` and what to record about it (after the
         statistics in the edit's meta). MEMIT: ``Δ = R Kᵀ (λ C + K Kᵀ)⁻¹``, λ from params,
-        preset or rule."""
+        preset or rule. ``C`` is factorised once (:func:`kme_editlib.factors.cov_factor`), so
+        each edit solves only an ``n × n`` system."""
+        from kme_editlib.factors import cov_factor, factor_meta
         from kme_editlib.solvers import mass_update
 
         p: MultiLayerParams = self.params  # type: ignore[assignment]
         lam, lam_source = mom2_update_weight(model, p.mom2_update_weight, layers[0],
                                              param_source(self, "mom2_update_weight"))
-        return (lambda layer, K, R: mass_update(K, R, covs[layer], lam),
-                {"mom2_update_weight": lam, "mom2_update_weight_source": lam_source})
+        infos: dict[int, dict] = {layer: {} for layer in layers if covs[layer] is not None}
+        factors = {layer: cov_factor(covs[layer], info=infos[layer]) for layer in infos}  # type: ignore[arg-type]
+        return (lambda layer, K, R: mass_update(K, R, covs[layer], lam, factor=factors.get(layer)),
+                {"mom2_update_weight": lam, "mom2_update_weight_source": lam_source, **factor_meta(infos)})
 
     def finish(self, model: "EditedModel", handle: "EditHandle", requests: list["EditRequest"], layers: list[int],
                prefixes: list[str]) -> None:

@@ -11,7 +11,9 @@ Cache layout (``KME_STATS_DIR`` or ``~/.cache/kme/stats`` unless a directory is 
 
 Each file carries its key in its metadata and is checked against the model on load. An
 interrupted computation leaves a ``.partial.safetensors`` file (float64 sums) that the next
-call resumes from.
+call resumes from. Factorisations of ``C`` (:mod:`kme_editlib.factors`) are cached beside
+the file as ``<stem>.factor-<kind>.safetensors``; :func:`source_of` tells where a tensor
+returned by :func:`key_second_moments` was read from.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from kme import KmeError, pad_sequences, progress_enabled
 
@@ -33,7 +36,8 @@ from kme_editlib.hooks import HookSet, eval_mode, module_at
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
 
-__all__ = ["StatsMismatchError", "StatsKey", "stats_root", "key_second_moments", "load_stats", "stats_path"]
+__all__ = ["StatsMismatchError", "StatsKey", "stats_root", "key_second_moments", "load_stats", "stats_path",
+           "source_of"]
 
 ENV_DIR = "KME_STATS_DIR"
 
@@ -53,6 +57,15 @@ class StatsKey:
     def meta(self) -> dict[str, str]:
         return {"fingerprint": self.fingerprint, "module": self.module, "corpus": self.corpus,
                 "samples": str(self.samples), "max_length": str(self.max_length)}
+
+
+_SOURCES: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def source_of(cov: torch.Tensor) -> tuple[StatsKey, Path] | None:
+    """The key and the file of the statistics ``cov`` was returned for by
+    :func:`key_second_moments` (None for a tensor it did not return)."""
+    return _SOURCES.get(cov)
 
 
 def stats_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -152,6 +165,8 @@ def key_second_moments(model: "EditedModel", layers: list[int], *, corpus: str =
             computed = _compute(model, missing, keys, root, src, samples, max_length, batch_size,
                                 checkpoint_every, progress)
         out.update({layer: m.to(dtype) for layer, m in computed.items()})
+    for layer in layers:
+        _SOURCES[out[layer]] = (keys[layer], stats_path(root, keys[layer]))
     if info is not None:
         info.update({"corpus": src.id, "corpus_description": src.description, "records": samples,
                      "max_length": max_length,
@@ -252,6 +267,8 @@ def describe_cache(root: Path) -> list[dict[str, str]]:
 
     rows = []
     for p in sorted(root.rglob("*.safetensors")):
+        if ".factor-" in p.name:  # a factorisation of a statistics file, not statistics
+            continue
         try:
             with safe_open(str(p), framework="pt") as f:
                 meta = dict(f.metadata() or {})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -136,6 +137,11 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
     cached: dict[int, torch.Tensor] = {}
     shape: dict[str, object] = {}
     seq_id = {id(s): i for i, s in enumerate(seqs)}
+    # each request's sequences are padded to the width they have when it is optimised alone,
+    # so that batching requests together reproduces their one-at-a-time vectors
+    alone_width: dict[int, int] = {}
+    for s in seqs:
+        alone_width[s.owner] = max(alone_width.get(s.owner, 0), len(s.ids))
 
     bar = tqdm(range(cfg.steps), desc=f"target vectors ({n} requests)", disable=not progress_enabled(progress),
                leave=False)
@@ -145,9 +151,8 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
             live = [s for s in seqs if active[s.owner]]
             nll_acc = torch.zeros(n)
             kl_acc = torch.zeros(n)
-            for start in range(0, len(live), cfg.chunk_size):
-                chunk = live[start:start + cfg.chunk_size]
-                ids, mask = pad_sequences([s.ids for s in chunk], pad_id, dev)
+            for width, chunk in _chunks(live, alone_width, cfg.chunk_size):
+                ids, mask = pad_sequences([s.ids for s in chunk], pad_id, dev, width=width)
                 rows = torch.arange(len(chunk), device=dev)
                 idx = torch.tensor([s.index for s in chunk], device=dev)
                 owner = torch.tensor([s.owner for s in chunk], device=dev)
@@ -219,6 +224,15 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
     return TargetResult(points=list(points), init={pt: v.detach() for pt, v in init.items()},
                         delta={pt: v.detach().clone() for pt, v in deltas.items()}, loss=loss_r.tolist(),
                         nll=nll_r.tolist(), steps=steps_r.tolist(), seconds=time.perf_counter() - t0)
+
+
+def _chunks(live: list[Sequence_], alone_width: dict[int, int], size: int) -> Iterator[tuple[int, list[Sequence_]]]:
+    """``(width, sequences)`` forward batches: sequences grouped by their request's alone
+    width, in order, at most ``size`` per batch."""
+    for width in sorted({alone_width[s.owner] for s in live}):
+        group = [s for s in live if alone_width[s.owner] == width]
+        for start in range(0, len(group), size):
+            yield width, group[start:start + size]
 
 
 def _replayable_block(points: list[Point]) -> int:

@@ -53,6 +53,23 @@ class ROMEEditor(CovarianceEditor):
     description = "rank-one update of one MLP output projection using C⁻¹ (Meng et al., 2022)"
     Params = ROMEParams
 
+    def __init__(self, params: "ROMEParams | dict | None" = None):
+        super().__init__(params)
+        self._ready: dict[tuple, dict] = {}
+
+    def precompute(self, model: "EditedModel", batches: list[list["EditRequest"]]) -> None:
+        """Keys and target vectors of the first request of every batch, in one batched
+        optimisation on the unedited model (each request gets the vector it would get alone)."""
+        p: ROMEParams = self.params  # type: ignore[assignment]
+        if model.stack or not batches:
+            return
+        layers, _ = resolve_layers(model, "single", [p.layer] if p.layer is not None else None, None,
+                                   source=param_source(self, "layer"))
+        firsts = [b[0] for b in batches]
+        self._ready = {}  # only the chunk at hand: a batch that failed must not leave stale entries
+        for r, found in zip(firsts, rome_targets(model, firsts, layers[0], p.prefixes(model), p)):
+            self._ready[_ready_key(r, layers[0])] = found
+
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
         p: ROMEParams = self.params  # type: ignore[assignment]
@@ -64,10 +81,14 @@ class ROMEEditor(CovarianceEditor):
         cov = p.second_moments(model, [layer], info=stats)[layer]
         stats_s = time.perf_counter() - t0
         prefixes = p.prefixes(model)
+        # what precompute() made from the unedited model serves the first request only: the
+        # batch's later requests see the model its earlier rank-one updates left
+        ready = self._ready.pop(_ready_key(requests[0], layer), None) if not model.stack else None
         handle = model.new_handle(self, requests)
         records = []
-        for r in requests:
-            records.append(rome_update(model, handle, r, layer, cov, prefixes, p))
+        for i, r in enumerate(requests):
+            records.append(rome_update(model, handle, r, layer, cov, prefixes, p,
+                                       ready=ready if i == 0 else None))
         handle.meta.update({
             "layer": layer, "layer_source": source, "statistics": stats, "stats_seconds": stats_s,
             "z_seconds": sum(x["z_seconds"] for x in records),
@@ -78,29 +99,52 @@ class ROMEEditor(CovarianceEditor):
         return handle
 
 
-def rome_update(model: "EditedModel", handle: "EditHandle", request: "EditRequest", layer: int,
-                cov: "torch.Tensor | None", prefixes: list[str], p: ROMEParams) -> dict:
-    """Compute and apply one rank-one update through ``handle``; returns what it measured."""
-    from kme_editlib.hooks import mlp_out_weight, to_storage
+def _ready_key(request: "EditRequest", layer: int) -> tuple:
+    return (str(request.case_id), request.text, request.target_new, layer)
+
+
+def rome_targets(model: "EditedModel", requests: list["EditRequest"], layer: int, prefixes: list[str],
+                 p: ROMEParams) -> list[dict]:
+    """For each request, on the model as it is: ``k*`` (averaged key), the key the constraint
+    holds at, and ``v*`` (target value), computed for all requests together."""
     from kme_editlib.keys import average_keys
-    from kme_editlib.solvers import rank_one_update
     from kme_editlib.targets import optimise_targets
 
     t0 = time.perf_counter()
     key_prefixes = prefixes if p.key_contexts == "prefixes" else [""]
-    k_star = average_keys(model, [request], [layer], key_prefixes, p.fact_token,
-                          groups=p.key_groups(key_prefixes))[layer][0]
+    k_star = average_keys(model, requests, [layer], key_prefixes, p.fact_token,
+                          groups=p.key_groups(key_prefixes))[layer]
+    k_at = k_star if p.insert_at == "average" or p.key_contexts == "bare" else \
+        average_keys(model, requests, [layer], [""], p.fact_token)[layer]
     t1 = time.perf_counter()
     point = (layer, "mlp_out")
-    res = optimise_targets(model, [request], [point], prefixes, p.target_config())
-    v_star = res.target(point)[0].cpu()
+    res = optimise_targets(model, requests, [point], prefixes, p.target_config())
+    v_star = res.target(point).cpu()
+    t2 = time.perf_counter()
+    n = len(requests)
+    return [{"k_star": k_star[i], "k_at": k_at[i], "v_star": v_star[i], "loss": res.loss[i], "nll": res.nll[i],
+             "steps": res.steps[i], "delta_norm": float(res.delta[point][i].norm()),
+             "keys_seconds": (t1 - t0) / n, "z_seconds": (t2 - t1) / n, "batched": n} for i in range(n)]
+
+
+def rome_update(model: "EditedModel", handle: "EditHandle", request: "EditRequest", layer: int,
+                cov: "torch.Tensor | None", prefixes: list[str], p: ROMEParams, ready: dict | None = None) -> dict:
+    """Compute and apply one rank-one update through ``handle``; returns what it measured.
+    ``ready``: this request's keys and target from :func:`rome_targets` on the same model state."""
+    from kme_editlib.hooks import mlp_out_weight, to_storage
+    from kme_editlib.factors import cov_factor
+    from kme_editlib.solvers import rank_one_update
+
+    found = ready if ready is not None else rome_targets(model, [request], layer, prefixes, p)[0]
+    k_star, k_at, v_star = found["k_star"], found["k_at"], found["v_star"]
     t2 = time.perf_counter()
     name, W, b = mlp_out_weight(model, layer)
-    k_at = k_star if p.insert_at == "average" or p.key_contexts == "bare" else \
-        average_keys(model, [request], [layer], [""], p.fact_token)[layer][0]
-    delta = rank_one_update(W.cpu(), cov, k_at, v_star, None if b is None else b.cpu(), direction=k_star)
+    factor: dict = {}  # C is factorised once per statistics file and reused (kme_editlib.factors)
+    delta = rank_one_update(W.cpu(), cov, k_at, v_star, None if b is None else b.cpu(), direction=k_star,
+                            factor=None if cov is None else cov_factor(cov, info=factor))
     handle.add_delta(name, to_storage(model, delta))
     t3 = time.perf_counter()
-    return {"case_id": request.case_id, "loss": res.loss[0], "nll": res.nll[0], "steps": res.steps[0],
-            "delta_norm": float(res.delta[point][0].norm()), "keys_seconds": t1 - t0, "z_seconds": t2 - t1,
-            "solve_seconds": t3 - t2}
+    return {"case_id": request.case_id, "loss": found["loss"], "nll": found["nll"], "steps": found["steps"],
+            "delta_norm": found["delta_norm"], "keys_seconds": found["keys_seconds"],
+            "z_seconds": found["z_seconds"], "solve_seconds": t3 - t2, **factor,
+            "targets_computed_with": found["batched"]}
