@@ -254,3 +254,70 @@ def test_overwrite_replaces_a_previous_run(kme_cli, tmp_path, model_dir):
     assert len((tmp_path / "run" / "edits.jsonl").read_text().splitlines()) == 5
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"  # only the run's own files go
     assert kme_cli("run", p, "--overwrite", "--resume").code == 2
+
+
+def test_a_model_that_fails_to_load_leaves_no_run_folder(kme_cli, tmp_path, model_dir):
+    # a path that does not exist, a bad alias (read as a hub id, unreachable offline): nothing left behind,
+    # not even the parents the run created
+    for i, model in enumerate(["./no/such/dir", "no-such-alias"]):
+        p = _pipe(tmp_path, model)
+        out = tmp_path / f"new{i}" / "run"
+        r = kme_cli("run", p, "--no-progress", "--out", str(out))
+        assert r.code == 2 and "Traceback" not in r.err, r
+        assert not out.exists() and not out.parent.exists()
+    # a folder that existed before keeps itself and what the user put there; only the run's files go
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    r = kme_cli("run", _pipe(tmp_path, "./no/such/dir"), "--no-progress", "--out", str(mine))
+    assert r.code == 2, r
+    assert sorted(f.name for f in mine.iterdir()) == ["notes.txt"]
+    # a run whose model loads keeps its folder (and its log) when it fails later
+    p = _pipe(tmp_path, model_dir, **{"scale: 0.5": "layer: 99"})
+    r = kme_cli("run", p, "--no-progress", "--out", str(tmp_path / "late"))
+    assert r.code == 2 and "layer 99" in r.err, r
+    assert (tmp_path / "late" / "config.json").exists() and (tmp_path / "late" / "log.jsonl").exists()
+
+
+def test_a_failed_load_on_resume_keeps_the_previous_run(kme_cli, tmp_path, model_dir, monkeypatch):
+    from kme.errors import ModelLoadError
+    from kme.models import loading
+
+    p = _pipe(tmp_path, model_dir)
+    monkeypatch.setenv("KME_TOY_INTERRUPT_AT", "2")
+    assert kme_cli("run", p, "--no-progress").code == 130
+    monkeypatch.delenv("KME_TOY_INTERRUPT_AT")
+    before = {f.name: f.read_bytes() for f in (tmp_path / "run").iterdir() if f.is_file() and f.name != "log.jsonl"}
+
+    def fail(spec, pm):
+        raise ModelLoadError("simulated load failure", where="model")
+
+    monkeypatch.setattr(loading, "_load_model", fail)
+    r = kme_cli("run", p, "--no-progress", "--resume")
+    assert r.code == 2 and "simulated load failure" in r.err
+    after = {f.name: f.read_bytes() for f in (tmp_path / "run").iterdir() if f.is_file() and f.name != "log.jsonl"}
+    assert after == before and (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_validate_lists_every_error_at_once(kme_cli, tmp_path):
+    p = write_pipeline(tmp_path / "bad.yaml", """\
+model: m
+dataset: {name: toy, limt: 3}
+editors: [toy_shfit, {name: toy_shift, params: {scael: 1}}]
+metrics: [toy_logprb, toy_logprob]
+protocol: {mode: toy_reverse, params: {skp: 1}}
+""")
+    for cmd in ("validate", "run"):
+        r = kme_cli(cmd, p)
+        assert r.code == 2 and "Traceback" not in r.err, r
+        assert "5 problems" in r.err, r
+        for where, message in [
+            ("protocol.params", "skp: unknown field"),
+            ("dataset", "limt: unknown field"),
+            ("editors[0].name", "unknown editor 'toy_shfit'; did you mean 'toy_shift'"),
+            ("editors[1].params", "scael: unknown field"),
+            ("metrics[0]", "unknown metric 'toy_logprb'; did you mean 'toy_logprob'"),
+        ]:
+            line = next((x for x in r.err.splitlines() if f"{p}: {where}: {message}" in x), None)
+            assert line is not None and line.lstrip().startswith("- "), (where, r)
+        assert not (tmp_path / "bad").exists()

@@ -5,9 +5,11 @@ Bad input ends with exit code 2 and one message naming the file, field or plugin
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -20,24 +22,49 @@ def _pm(ctx: click.Context) -> KmePluginManager:
     return ctx.obj["pm"]
 
 
+def _output_options(f: Any) -> Any:
+    """``--no-progress``, ``-q`` and ``-v``: kme's own output and that of transformers and
+    huggingface_hub (their "Loading weights" bars and warnings) follow them."""
+    f = click.option("-v", "--verbose", is_flag=True, help="Print info-level events too.")(f)
+    f = click.option("-q", "--quiet", is_flag=True,
+                     help="Print results and errors only: no progress bars, no warnings "
+                          "(kme's, transformers', huggingface_hub's).")(f)
+    return click.option("--no-progress", is_flag=True,
+                        help="Hide progress bars (kme's, transformers', huggingface_hub's).")(f)
+
+
+@contextlib.contextmanager
+def _output(no_progress: bool, quiet: bool, verbose: bool) -> Iterator[None]:
+    from kme.logs import configure_logging
+    from kme.logs import quiet as quiet_scope
+    from kme.progress import library_output, progress
+
+    if quiet and verbose:
+        raise KmeError("-q/--quiet and -v/--verbose exclude each other")
+    if verbose:
+        configure_logging(None, verbose=True)
+    with quiet_scope(quiet), progress(not (no_progress or quiet)), library_output():
+        yield
+
+
 @click.command()
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: the pipeline's output).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the run folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in the run folder.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("-v", "--verbose", is_flag=True, help="Print info-level events too.")
+@_output_options
 @click.pass_context
 def run(ctx: click.Context, pipeline: str, out_dir: str | None, resume: bool, overwrite: bool,
-        no_progress: bool, verbose: bool) -> None:
+        no_progress: bool, quiet: bool, verbose: bool) -> None:
     """Run PIPELINE (YAML): edit, evaluate, write a run folder."""
     from kme.pipeline import load_pipeline, run_pipeline
 
     spec = load_pipeline(pipeline)
     if resume and overwrite:
         raise KmeError("--resume and --overwrite exclude each other")
-    summary = run_pipeline(spec, _pm(ctx), out_dir=out_dir, resume=resume, overwrite=overwrite, source=pipeline,
-                           progress=not no_progress, verbose=verbose)
+    with _output(no_progress, quiet, verbose):
+        summary = run_pipeline(spec, _pm(ctx), out_dir=out_dir, resume=resume, overwrite=overwrite,
+                               source=pipeline, progress=not (no_progress or quiet), verbose=verbose)
     click.echo(_metrics_table(summary))
     click.echo(f"run folder: {summary['config']['output']}")
 
@@ -49,9 +76,24 @@ def validate(ctx: click.Context, pipeline: str) -> None:
     from kme.models.loading import check_model_devices
     from kme.pipeline import load_pipeline, validate_components
 
+    from kme.pipeline.spec import PipelineErrors
+
     spec = load_pipeline(pipeline)
-    validate_components(spec, _pm(ctx), pipeline)
-    check_model_devices(spec.model, where=pipeline)  # a device this machine lacks fails here, not mid-run
+    errors: list[KmeError] = []
+    try:
+        validate_components(spec, _pm(ctx), pipeline)
+    except PipelineErrors as e:
+        errors.extend(e.errors)
+    except KmeError as e:
+        errors.append(e)
+    try:
+        check_model_devices(spec.model, where=pipeline)  # a device this machine lacks fails here, not mid-run
+    except KmeError as e:
+        errors.append(e)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise PipelineErrors(errors, pipeline)
     click.echo(f"{pipeline}: valid ({len(spec.editors)} editor(s), {len(spec.metrics)} metric(s), "
                f"dataset {spec.dataset.name!r}, model {spec.model.name!r})")
 
@@ -98,11 +140,39 @@ def datasets(ctx: click.Context) -> None:
               help="auto (the preset for this model), none, or a preset name (`kme presets`).")
 @click.option("--save-patch", type=click.Path(file_okay=False), help="Write the edit as a patch folder.")
 @click.option("--save-model", type=click.Path(file_okay=False), help="Write the edited weights (save_pretrained).")
+@click.option("--keep-failed", is_flag=True,
+              help="Write --save-patch/--save-model even when the edit did not take (the new object is "
+                   "not the top-1 answer afterwards).")
+@_output_options
 @click.pass_context
 def edit(ctx: click.Context, model: str, editor_name: str, params: tuple[str, ...], prompt: str,
          subject: str, target: str, target_true: str | None, preset: str, save_patch: str | None,
-         save_model: str | None) -> None:
-    """Edit one fact of MODEL (alias, path or hub id) and save the result."""
+         save_model: str | None, keep_failed: bool, no_progress: bool, quiet: bool, verbose: bool) -> None:
+    """Edit one fact of MODEL (alias, path or hub id) and save the result.
+
+    Prints the probability of the new object before and after the edit and whether it is now
+    the top-1 answer. An edit that did not take exits 1 and writes nothing, unless --keep-failed.
+    """
+    with _output(no_progress, quiet, verbose):
+        _edit(ctx, model, editor_name, params, prompt, subject, target, target_true, preset, save_patch,
+              save_model, keep_failed)
+
+
+class EditDidNotTakeError(KmeError):
+    """``kme edit``: the editor ran, but the new object is not the top-1 answer afterwards."""
+
+    exit_code = 1
+
+
+def _describe(label: str, score: Any) -> str:
+    prob = math.exp(score.logprob)
+    top = "top-1" if score.all_correct else "not top-1"
+    return f"  {label} P(target) = {prob:.4g} ({top})"
+
+
+def _edit(ctx: click.Context, model: str, editor_name: str, params: tuple[str, ...], prompt: str,
+          subject: str, target: str, target_true: str | None, preset: str, save_patch: str | None,
+          save_model: str | None, keep_failed: bool) -> None:
     from pydantic import ValidationError
 
     from kme.data import EditRequest
@@ -126,6 +196,7 @@ def edit(ctx: click.Context, model: str, editor_name: str, params: tuple[str, ..
     if editor.resolution is not None and editor.resolution.preset:
         click.echo(f"preset {editor.resolution.preset} ({editor.resolution.preset_plugin})")
     before = m.generate([req.text], max_new_tokens=5)[0]
+    score_before = m.score([req.text], [req.target_new])[0]
     try:
         m.edit(editor, [req])
     except KmeError:
@@ -135,7 +206,23 @@ def edit(ctx: click.Context, model: str, editor_name: str, params: tuple[str, ..
                               "the edit was rolled back", hint="check its params (learning rate, layers)") \
             from None
     after = m.generate([req.text], max_new_tokens=5)[0]
+    score_after = m.score([req.text], [req.target_new])[0]
     click.echo(f"{req.text!r}\n  before: {before!r}\n  after:  {after!r}")
+    click.echo(f"target {req.target_new!r} (all {score_after.n_tokens} token(s), teacher-forced):")
+    click.echo(_describe("before:", score_before))
+    click.echo(_describe("after: ", score_after))
+    if score_after.all_correct:
+        click.echo("the edit took: the new object is the top-1 answer")
+    elif keep_failed and (save_patch or save_model):
+        click.echo(f"warning: the edit did not take ({req.target_new!r} is not the top-1 answer); "
+                   "writing it anyway (--keep-failed)", err=True)
+    else:
+        written = "; nothing was written" if save_patch or save_model else ""
+        raise EditDidNotTakeError(
+            f"the edit did not take: {req.target_new!r} is not the top-1 answer to {req.text!r} after the "
+            f"edit{written}", where="kme edit",
+            hint="try other params (more steps, a higher learning rate, other layers)"
+                 + (", or pass --keep-failed to write it anyway" if written else ""))
     if save_patch:
         m.save_patch(save_patch)
         click.echo(f"patch written to {save_patch}")

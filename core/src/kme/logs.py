@@ -1,16 +1,40 @@
-"""Structured logging (structlog): JSON lines into the run folder, warnings to the console."""
+"""Structured logging (structlog): JSON lines into the run folder, warnings to the console.
+
+The console gets warnings (``verbose``: info too; inside :func:`quiet`: errors only) on
+stderr; library code never writes to stdout, which belongs to the CLI's results.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 import structlog
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
+
+_QUIET: ContextVar[bool] = ContextVar("kme_quiet", default=False)
+
+
+def is_quiet() -> bool:
+    """True inside a :func:`quiet` block (``kme run -q`` / ``kme edit -q``)."""
+    return _QUIET.get()
+
+
+@contextlib.contextmanager
+def quiet(enabled: bool = True) -> Iterator[None]:
+    """Within this block the console shows errors only (the log file still gets every event),
+    and :func:`kme.progress.library_output` silences transformers' warnings."""
+    token = _QUIET.set(_QUIET.get() or enabled)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
 
 
 class _TeeLogger:
@@ -24,9 +48,10 @@ class _TeeLogger:
         if self.file is not None:
             self.file.write(json.dumps(event, default=str) + "\n")
             self.file.flush()
-        if _LEVELS.get(event.get("level", "info"), 20) >= self.console_level:
+        level = max(self.console_level, 40 if _QUIET.get() else 0)
+        if _LEVELS.get(event.get("level", "info"), 20) >= level:
             extras = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "level", "timestamp"))
-            print(f"[{event.get('level', 'info')}] {event.get('event')} {extras}".rstrip(), file=sys.stderr)
+            sys.stderr.write(f"[{event.get('level', 'info')}] {event.get('event')} {extras}".rstrip() + "\n")
 
     log = debug = info = warning = warn = error = critical = exception = msg
 

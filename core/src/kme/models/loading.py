@@ -207,7 +207,17 @@ def load_model(spec: ModelSpec | str | dict[str, Any], pm: "KmePluginManager") -
 
     Raises :class:`ModelLoadError` naming the model and the fix when it cannot be found, the
     hub cannot be reached, or no layout covers its architecture.
+
+    transformers' "Loading weights" bars and warnings follow kme's switches
+    (:func:`kme.progress.library_output`): off under ``--no-progress`` / ``-q``.
     """
+    from kme.progress import library_output
+
+    with library_output():
+        return _load_model(spec, pm)
+
+
+def _load_model(spec: ModelSpec | str | dict[str, Any], pm: "KmePluginManager") -> "EditedModel":
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

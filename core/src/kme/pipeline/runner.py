@@ -68,6 +68,8 @@ class RunDir:
         self.cache = path / "cache.json"
         self.retention_json = path / "retention.json"
         self.retention_png = path / "retention.png"
+        #: set once the run's model has loaded; a run that fails before leaves nothing behind
+        self.model_loaded = False
 
     def clear(self) -> None:
         """Remove the files of a previous run (only the ones a run writes)."""
@@ -155,8 +157,30 @@ def run_pipeline(spec: PipelineSpec, pm: "KmePluginManager", *, out_dir: str | P
     rd = RunDir(run_path)
     config = spec.resolved()
     config["output"] = str(run_path)
+    # what this run creates before the model is loaded: removed again if the load fails
+    missing = [d for d in (run_path, *run_path.parents) if not d.exists()]
+    fresh = [f for f in (rd.config, rd.log, run_path / ".lock") if not f.exists()]
     with lock_run_dir(run_path):
-        return _locked_run(spec, pm, comps, rd, config, resume, overwrite, progress, verbose, source)
+        try:
+            return _locked_run(spec, pm, comps, rd, config, resume, overwrite, progress, verbose, source)
+        except BaseException:
+            if not rd.model_loaded:
+                _remove_created(fresh, missing)
+            raise
+
+
+def _remove_created(files: list[Path], dirs: list[Path]) -> None:
+    """Undo the start of a run that failed before its model loaded: delete the files it
+    created and the folders it created that are now empty; never a file or folder that
+    existed before, nor anything else in them."""
+    for f in files:
+        with contextlib.suppress(OSError):
+            f.unlink(missing_ok=True)
+    for d in dirs:  # innermost first
+        try:
+            d.rmdir()  # only if empty
+        except OSError:
+            break
 
 
 def _locked_run(spec: PipelineSpec, pm: "KmePluginManager", comps: "Components", rd: RunDir,
@@ -286,6 +310,7 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: "Components", rd: Ru
 
     t0 = time.perf_counter()
     model = load_model(spec.model, pm)
+    rd.model_loaded = True
     timings["load_model_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     comps.editors, config["resolved"] = _resolve(spec, pm, comps, model, rd, source)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Callable, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kme.errors import ConfigError, format_validation_error
+from kme.errors import ConfigError, KmeError, format_validation_error
 from kme.files import parse_yaml, read_text
 from kme.models.loading import ModelSpec
 
@@ -19,8 +19,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from kme.pipeline.session import Components
     from kme.plugins import KmePluginManager
 
-__all__ = ["ComponentRef", "EditorRef", "DatasetRef", "ProtocolSpec", "PipelineSpec", "load_pipeline",
-           "parse_pipeline", "validate_components"]
+__all__ = ["ComponentRef", "EditorRef", "DatasetRef", "ProtocolSpec", "PipelineSpec", "PipelineErrors",
+           "load_pipeline", "parse_pipeline", "validate_components"]
+
+T = TypeVar("T")
 
 
 class _Strict(BaseModel):
@@ -155,41 +157,92 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
     return parse_pipeline(data, str(p))
 
 
+class PipelineErrors(ConfigError):
+    """Several problems in one pipeline, each a :class:`~kme.errors.KmeError` naming its field;
+    rendered one per line so a user fixes them all in one go."""
+
+    def __init__(self, errors: list[KmeError], source: str):
+        self.errors = errors
+        super().__init__(f"{len(errors)} problems:\n" + "\n".join(
+            "  - " + e.render().replace("\n", "\n    ") for e in errors), where=source)
+
+    max_chars = 20_000
+
+
 def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str = "<pipeline>") -> "Components":
     """Check that every named component is registered, accepts its params and fits the
-    protocol; return them configured (editors are configured again for the model by the run)."""
+    protocol; return them configured (editors are configured again for the model by the run).
+
+    Every problem is reported: one raises that error itself, several raise
+    :class:`PipelineErrors` listing each (all exit code 2)."""
     from kme.pipeline.session import Components
 
-    proto_cls = pm.protocols.get(spec.protocol.mode, where=f"{source}: protocol.mode")
-    protocol = proto_cls(proto_cls.parse_params(spec.protocol.params, where=f"{source}: protocol.params"))
-    if spec.protocol.checkpoints and not proto_cls.uses_checkpoints:
-        raise ConfigError(f"checkpoints apply only to protocols that keep edits (sequential), not to mode: "
-                          f"{spec.protocol.mode}", where=f"{source}: protocol.checkpoints")
-    ds_cls = pm.datasets.get(spec.dataset.name, where=f"{source}: dataset.name")
-    dataset = ds_cls(ds_cls.parse_params(spec.dataset.options, where=f"{source}: dataset"))
+    errors: list[KmeError] = []
+
+    def check(fn: Callable[[], T]) -> T | None:
+        try:
+            return fn()
+        except KmeError as e:
+            errors.append(e)
+            return None
+
+    proto_cls = check(lambda: pm.protocols.get(spec.protocol.mode, where=f"{source}: protocol.mode"))
+    protocol = None
+    if proto_cls is not None:
+        params = check(lambda: proto_cls.parse_params(spec.protocol.params, where=f"{source}: protocol.params"))
+        protocol = proto_cls(params) if params is not None else None
+        if spec.protocol.checkpoints and not proto_cls.uses_checkpoints:
+            errors.append(ConfigError(f"checkpoints apply only to protocols that keep edits (sequential), not to "
+                                      f"mode: {spec.protocol.mode}", where=f"{source}: protocol.checkpoints"))
+    ds_cls = check(lambda: pm.datasets.get(spec.dataset.name, where=f"{source}: dataset.name"))
+    dataset = None
+    if ds_cls is not None:
+        params = check(lambda: ds_cls.parse_params(spec.dataset.options, where=f"{source}: dataset"))
+        dataset = ds_cls(params) if params is not None else None
     editors = []
     for i, ref in enumerate(spec.editors):
-        cls = pm.editors.get(ref.name, where=f"{source}: editors[{i}].name")
-        editors.append(cls(cls.parse_params(ref.params, where=f"{source}: editors[{i}].params")))
+        cls = check(lambda: pm.editors.get(ref.name, where=f"{source}: editors[{i}].name"))
+        if cls is None:
+            continue
+        params = check(lambda: cls.parse_params(ref.params, where=f"{source}: editors[{i}].params"))
+        if params is not None:
+            editors.append(cls(params))
         if ref.preset not in ("auto", "none"):
             from kme.presets import find_preset
 
-            find_preset(pm, ref.name, None, ref.preset, where=f"{source}: editors[{i}].preset")  # type: ignore[arg-type]
+            check(lambda: find_preset(pm, ref.name, None, ref.preset,  # type: ignore[arg-type]
+                                      where=f"{source}: editors[{i}].preset"))
         if spec.protocol.batch_size > 1 and not cls.capabilities.batch:
-            raise ConfigError(f"editor {ref.name!r} cannot edit a batch of {spec.protocol.batch_size}",
-                              where=f"{source}: protocol.batch_size", hint="use batch_size: 1")
-        if proto_cls.kind == "sequential" and not cls.capabilities.sequential:
-            raise ConfigError(f"editor {ref.name!r} does not support sequential editing",
-                              where=f"{source}: protocol.mode")
+            errors.append(ConfigError(f"editor {ref.name!r} cannot edit a batch of {spec.protocol.batch_size}",
+                                      where=f"{source}: protocol.batch_size", hint="use batch_size: 1"))
+        if proto_cls is not None and proto_cls.kind == "sequential" and not cls.capabilities.sequential:
+            errors.append(ConfigError(f"editor {ref.name!r} does not support sequential editing",
+                                      where=f"{source}: protocol.mode"))
     locator = None
     if spec.locator is not None:
-        cls = pm.locators.get(spec.locator.name, where=f"{source}: locator.name")
-        locator = cls(cls.parse_params(spec.locator.params, where=f"{source}: locator.params"))
+        loc_ref = spec.locator
+        loc_cls = check(lambda: pm.locators.get(loc_ref.name, where=f"{source}: locator.name"))
+        if loc_cls is not None:
+            params = check(lambda: loc_cls.parse_params(loc_ref.params, where=f"{source}: locator.params"))
+            locator = loc_cls(params) if params is not None else None
     dup = {n for n, k in Counter(m.name for m in spec.metrics).items() if k > 1}
     if dup:
-        raise ConfigError(f"metric(s) listed twice: {', '.join(sorted(dup))}", where=f"{source}: metrics")
+        errors.append(ConfigError(f"metric(s) listed twice: {', '.join(sorted(dup))}", where=f"{source}: metrics"))
     metrics = []
+    seen: set[str] = set()
     for i, ref in enumerate(spec.metrics):
-        cls = pm.metrics.get(ref.name, where=f"{source}: metrics[{i}]")
-        metrics.append(cls(cls.parse_params(ref.params, where=f"{source}: metrics[{i}].params")))
+        if ref.name in seen and not ref.params:  # a duplicate: reported above, not once per copy
+            continue
+        seen.add(ref.name)
+        cls = check(lambda: pm.metrics.get(ref.name, where=f"{source}: metrics[{i}]"))
+        if cls is None:
+            continue
+        params = check(lambda: cls.parse_params(ref.params, where=f"{source}: metrics[{i}].params"))
+        if params is not None:
+            metrics.append(cls(params))
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise PipelineErrors(errors, source)
+    assert dataset is not None and protocol is not None
     return Components(dataset=dataset, editors=editors, locator=locator, metrics=metrics, protocol=protocol)
