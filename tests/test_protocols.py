@@ -150,8 +150,9 @@ def test_prepare_goes_through_the_hook_once_per_run_and_details_reach_the_summar
                            "metrics": ["toy_phase", "toy_logprob", "toy_detailed"]})
     s = run_pipeline(spec, pm, out_dir=tmp_path / "api", progress=False)
     assert seen.prepared == ["toy_phase", "toy_logprob", "toy_detailed"]
-    assert s["metrics"]["toy_detailed"]["details"] == {"phase_seen": "batch"}
-    assert "details" not in s["metrics"]["toy_logprob"]  # the base class's details() is empty
+    assert s["metrics"]["toy_detailed"]["details"] == {"phase_seen": "batch", "ci": [1.0, 1.0]}
+    # the base class's details() is empty: only the summary's own interval is there
+    assert s["metrics"]["toy_logprob"]["details"] == {"ci": s["metrics"]["toy_logprob"]["ci"]}
     assert "metric_toy_phase_prepare_s" in s["timings"]
     run_pipeline(spec, pm, out_dir=tmp_path / "api", progress=False, resume=True)
     assert len(seen.prepared) == 3  # not prepared again on resume: the cache is read back

@@ -13,8 +13,10 @@ from typing import Any, Iterator
 
 import click
 
+from kme.compare import compare_cmd
 from kme.errors import EditFailedError, KmeError
 from kme.files import parse_yaml
+from kme.html_report import report_cmd
 from kme.plugins import KmePluginManager, build_plugin_manager, print_failures
 
 
@@ -47,38 +49,62 @@ def _output(no_progress: bool, quiet: bool, verbose: bool) -> Iterator[None]:
         yield
 
 
-@click.command()
+_OVERRIDES_HELP = ("KEY=VALUE overrides of the pipeline's keys: dotted paths, list items by number, values "
+                   "parsed as YAML (editors.0.params.v_lr=0.5 dataset.limit=20 model.dtype=bfloat16).")
+
+
+@click.command(epilog=_OVERRIDES_HELP)
 @click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: the pipeline's output).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the run folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in the run folder.")
+@click.option("--report", "html_report", is_flag=True, help="Also write RUN/report.html (as `kme report RUN`).")
 @_output_options
 @click.pass_context
-def run(ctx: click.Context, pipeline: str, out_dir: str | None, resume: bool, overwrite: bool,
-        no_progress: bool, quiet: bool, verbose: bool) -> None:
-    """Run PIPELINE (YAML): edit, evaluate, write a run folder."""
+def run(ctx: click.Context, pipeline: str, overrides: tuple[str, ...], out_dir: str | None, resume: bool,
+        overwrite: bool, html_report: bool, no_progress: bool, quiet: bool, verbose: bool) -> None:
+    """Run PIPELINE (YAML), with optional KEY=VALUE overrides: edit, evaluate, write a run folder."""
+    from kme.overrides import blame_overrides
     from kme.pipeline import load_pipeline, run_pipeline
 
-    spec = load_pipeline(pipeline)
+    spec = load_pipeline(pipeline, list(overrides))
     if resume and overwrite:
         raise KmeError("--resume and --overwrite exclude each other")
     with _output(no_progress, quiet, verbose):
-        summary = run_pipeline(spec, _pm(ctx), out_dir=out_dir, resume=resume, overwrite=overwrite,
-                               source=pipeline, progress=not (no_progress or quiet), verbose=verbose)
+        try:
+            summary = run_pipeline(spec, _pm(ctx), out_dir=out_dir, resume=resume, overwrite=overwrite,
+                                   source=pipeline, progress=not (no_progress or quiet), verbose=verbose)
+        except KmeError as e:
+            blamed = blame_overrides(e, list(overrides), pipeline)
+            if blamed is e:
+                raise
+            raise blamed from None
     click.echo(_metrics_table(summary))
     click.echo(f"run folder: {summary['config']['output']}")
+    if html_report:
+        from pathlib import Path
 
-@click.command()
+        from kme.html_report import write_html_report
+
+        folder = Path(summary["config"]["output"])
+        click.echo(f"report: {write_html_report([folder], folder / 'report.html')}")
+
+
+@click.command(epilog=_OVERRIDES_HELP)
 @click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.pass_context
-def validate(ctx: click.Context, pipeline: str) -> None:
-    """Validate PIPELINE against the installed plugins without loading any model."""
+def validate(ctx: click.Context, pipeline: str, overrides: tuple[str, ...]) -> None:
+    """Validate PIPELINE (with optional KEY=VALUE overrides) against the installed plugins
+    without loading any model."""
     from kme.models.loading import check_model_devices
+    from kme.overrides import blame_overrides
     from kme.pipeline import load_pipeline, validate_components
 
     from kme.pipeline.spec import PipelineErrors
 
-    spec = load_pipeline(pipeline)
+    spec = load_pipeline(pipeline, list(overrides))
     errors: list[KmeError] = []
     try:
         validate_components(spec, _pm(ctx), pipeline)
@@ -90,12 +116,61 @@ def validate(ctx: click.Context, pipeline: str) -> None:
         check_model_devices(spec.model, where=pipeline)  # a device this machine lacks fails here, not mid-run
     except KmeError as e:
         errors.append(e)
+    errors = [blame_overrides(e, list(overrides), pipeline) for e in errors]
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise PipelineErrors(errors, pipeline)
-    click.echo(f"{pipeline}: valid ({len(spec.editors)} editor(s), {len(spec.metrics)} metric(s), "
+    with_ov = f" with {len(overrides)} override(s)" if overrides else ""
+    click.echo(f"{pipeline}: valid{with_ov} ({len(spec.editors)} editor(s), {len(spec.metrics)} metric(s), "
                f"dataset {spec.dataset.name!r}, model {spec.model.name!r})")
+
+@click.command()
+@click.argument("sweep_file", metavar="SWEEP", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Sweep folder (default: the sweep's output, else runs/<SWEEP name>).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Worker processes; each loads a model once and reuses it for every point on it.")
+@click.option("--overwrite", is_flag=True, help="Replace another sweep in the sweep folder and re-run every point.")
+@click.option("--ray", is_flag=True, hidden=True)
+@_output_options
+@click.pass_context
+def sweep(ctx: click.Context, sweep_file: str, out_dir: str | None, jobs: int, overwrite: bool, ray: bool,
+          no_progress: bool, quiet: bool, verbose: bool) -> None:
+    """Run SWEEP (YAML): a base pipeline over a grid of overrides, one run folder per point.
+
+    Re-running it skips finished points and resumes interrupted ones (docs/sweeps.md)."""
+    from kme.sweep import SweepFailedError, run_sweep
+
+    if ray:
+        raise KmeError("--ray is not implemented yet", hint="use --jobs N for local worker processes")
+    with _output(no_progress, quiet, verbose):
+        doc = run_sweep(sweep_file, _pm(ctx), out_dir=out_dir, jobs=jobs, overwrite=overwrite,
+                        progress=not (no_progress or quiet), quiet=quiet, verbose=verbose,
+                        echo=lambda line: click.echo(line, err=True))
+    click.echo(_sweep_table(doc["points"]))
+    click.echo(f"sweep folder: {doc['root']}")
+    failed = [p["folder"] for p in doc["points"] if p["status"] == "failed"]
+    if failed:
+        raise SweepFailedError(f"{len(failed)} of {len(doc['points'])} point(s) failed: {', '.join(failed)}",
+                               where=f"{doc['root']}/sweep.json",
+                               hint="each point's error is in sweep.json; run the sweep again to retry them")
+
+
+def _sweep_table(points: list[dict[str, Any]]) -> str:
+    names: list[str] = []
+    for p in points:
+        for k in p["metrics"] or {}:
+            if k not in names:
+                names.append(k)
+
+    def f(x: Any) -> str:
+        return "-" if x is None else f"{x:.4f}" if isinstance(x, float) else str(x)
+
+    rows = [("point", "status", *names)]
+    rows += [(p["folder"], p["status"], *(f((p["metrics"] or {}).get(n)) for n in names)) for p in points]
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -323,7 +398,7 @@ def make_cli(pm: KmePluginManager) -> click.Group:
         ctx.ensure_object(dict)
         ctx.obj["pm"] = pm
 
-    for command in (run, validate, plugins, datasets, edit, presets_cmd, patch):
+    for command in (run, validate, sweep, plugins, datasets, edit, presets_cmd, patch, compare_cmd, report_cmd):
         cli.add_command(command)
     return cli
 
@@ -359,12 +434,15 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _metrics_table(summary: dict[str, Any]) -> str:
+    from kme.pipeline.report import format_ci
+
     def f(x: float | None) -> str:
         return "-" if x is None else f"{x:.4f}"
 
-    rows = [("metric", "value", "baseline", "scoring")]
+    rows = [("metric", "value ± 95% CI", "baseline", "scoring")]
     for name, m in summary["metrics"].items():
-        rows.append((name, f(m["value"]), f(m["baseline"]), m["scoring"]))
+        rows.append((name, "-" if m["value"] is None else format_ci(m["value"], m.get("ci")), f(m["baseline"]),
+                     m["scoring"]))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows)
 

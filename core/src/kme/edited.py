@@ -520,9 +520,11 @@ class EditedModel:
         order = sorted(range(len(seqs)), key=lambda i: -(len(seqs[i][0]) + len(seqs[i][1])))
         pad = self.tokenizer.pad_token_id
         dev = self.device
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            ids, mask = pad_sequences([seqs[i][0] + seqs[i][1] for i in idx], pad, dev)
+        widths = _batch_widths([len(seqs[i][0]) + len(seqs[i][1]) for i in order], batch_size)
+
+        def run(start: int, stop: int) -> None:
+            idx = order[start:stop]
+            ids, mask = pad_sequences([seqs[i][0] + seqs[i][1] for i in idx], pad, dev, width=max(widths[start:stop]))
             logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
             for r, i in enumerate(idx):
@@ -532,6 +534,8 @@ class EditedModel:
                 lp = logp[r, pos].gather(-1, tgt[:, None])[:, 0]
                 pred = logp[r, pos].argmax(-1)
                 out[i] = TargetScore(float(lp.sum()), lp.tolist(), (pred == tgt).tolist(), tid, pred.tolist())
+
+        _run_halving(len(order), batch_size, run, "score")
         return out  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -549,14 +553,18 @@ class EditedModel:
         rows: list[torch.Tensor | None] = [None] * len(enc)
         pad = self.tokenizer.pad_token_id
         order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            ids, mask = pad_sequences([enc[i] for i in idx], pad, self.device)
+        widths = _batch_widths([len(enc[i]) for i in order], batch_size)
+
+        def run(start: int, stop: int) -> None:
+            idx = order[start:stop]
+            ids, mask = pad_sequences([enc[i] for i in idx], pad, self.device, width=max(widths[start:stop]))
             logits = self.model(input_ids=ids, attention_mask=mask).logits
             last = mask.sum(1) - 1
             lp = torch.log_softmax(logits[torch.arange(len(idx), device=self.device), last].float(), -1).cpu()
             for r, i in enumerate(idx):
                 rows[i] = lp[r]
+
+        _run_halving(len(order), batch_size, run, "next_token_logprobs")
         return rows  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -587,6 +595,59 @@ class EditedModel:
 
     def __repr__(self) -> str:
         return f"<EditedModel {self.source!r} {self.layout.model_type} edits={len(self.stack)}>"
+
+
+_OOM_WORDS = ("out of memory", "can't allocate", "cannot allocate", "could not allocate", "failed to allocate",
+              "unable to allocate")
+
+
+def _is_oom(e: BaseException) -> bool:
+    """Whether ``e`` says the accelerator or the host could not allocate memory."""
+    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(e, RuntimeError) and any(w in str(e).lower() for w in _OOM_WORDS)
+
+
+def _batch_widths(lengths: list[int], batch_size: int) -> list[int]:
+    """Per row, the longest length in its batch of ``batch_size`` consecutive rows: the width
+    it is padded to, kept when a batch is halved (outputs can differ in their last bits with
+    the padded width)."""
+    out: list[int] = []
+    for s in range(0, len(lengths), batch_size):
+        part = lengths[s:s + batch_size]
+        out.extend([max(part)] * len(part))
+    return out
+
+
+def _run_halving(n: int, batch_size: int, fn: Callable[[int, int], None], where: str) -> None:
+    """``fn(start, stop)`` over ``range(n)`` in batches of ``batch_size``; a batch that runs
+    out of memory is retried in halves, down to one row (then the error is raised), the smaller
+    size kept for the rest, never spanning two of the original batches. Each halving is a
+    structured warning (logger ``kme``, event ``batch.halved``)."""
+    import gc
+
+    import structlog
+
+    size = max(1, int(batch_size))
+    first = size
+    for group in range(0, n, first):
+        end = min(n, group + first)
+        start = group
+        while start < end:
+            stop = min(end, start + size)
+            try:
+                fn(start, stop)
+                start = stop
+                continue
+            except BaseException as e:  # noqa: BLE001 - re-raised unless out of memory with rows to spare
+                if not _is_oom(e) or stop - start <= 1:
+                    raise
+                error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+            size = max(1, (stop - start) // 2)
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            structlog.get_logger("kme").warning("batch.halved", where=where, batch_size=size, error=error)
 
 
 def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import structlog
 
@@ -16,9 +16,54 @@ if TYPE_CHECKING:  # pragma: no cover
     from kme.pipeline.runner import RunDir
     from kme.pipeline.session import RunSession
 
-__all__ = ["summarise", "report", "write_retention"]
+__all__ = ["summarise", "report", "write_retention", "bootstrap_ci", "format_ci", "is_rate", "CI_RESAMPLES",
+           "CI_LEVEL"]
 
 log = structlog.get_logger("kme")
+
+CI_RESAMPLES = 1000
+CI_LEVEL = 0.95
+
+
+def _numbers(values: Iterable[Any]) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(float(v))]
+
+
+def bootstrap_ci(values: Iterable[float | None], seed: int = 0, resamples: int = CI_RESAMPLES,
+                 level: float = CI_LEVEL) -> list[float] | None:
+    """Percentile bootstrap interval ``[lo, hi]`` of the mean of ``values`` (``None``/NaN skipped).
+
+    ``resamples`` means of ``n`` values drawn with replacement, seeded by ``seed`` (the same values
+    and seed give the same interval); ``None`` when fewer than 2 values are numbers."""
+    import numpy as np
+
+    xs = np.asarray(_numbers(values), dtype=np.float64)
+    if xs.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = xs[rng.integers(0, xs.size, size=(resamples, xs.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    # a bootstrap mean lies within [min, max]; clipping only removes float rounding (constant values)
+    return [float(min(max(lo, xs.min()), xs.max())), float(min(max(hi, xs.min()), xs.max()))]
+
+
+def format_ci(value: float | None, ci: list[float] | None, digits: int = 4) -> str:
+    """``0.9300 ± 0.0300`` (the interval's half-width); the bare value when there is no interval."""
+    if value is None:
+        return "—"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return str(value)
+    if ci is None or ci[0] is None or ci[1] is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ± {(ci[1] - ci[0]) / 2:.{digits}f}"
+
+
+def is_rate(values: Iterable[Any]) -> bool:
+    """Whether every value that is a number lies in [0, 1] (a rate: plot it on a 0–1 axis)."""
+    xs = _numbers(values)
+    return bool(xs) and all(0.0 <= x <= 1.0 for x in xs)
 
 
 def summarise(session: "RunSession", config: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
@@ -35,8 +80,12 @@ def summarise(session: "RunSession", config: dict[str, Any], timings: dict[str, 
             failures.append({"batch": r["batch"], "error": r["error"]})
     out: dict[str, dict[str, Any]] = {}
     final = checkpoint_rows[-1] if checkpoint_rows else None
+    seed = getattr(getattr(session, "spec", None), "seed", 0) or 0
     for m in metrics:
         immediate = mean([r["metrics"].get(m.name) for r in ok])
+        # the values the summary value is the mean of: per request (batch), or the final checkpoint's
+        per_request = final["per_request"].get(m.name, []) if final else [r["metrics"].get(m.name) for r in ok]
+        ci = bootstrap_ci(per_request, seed=seed)
         entry: dict[str, Any] = {
             "value": final["metrics"].get(m.name) if final else immediate,
             "baseline": mean(baseline.get(m.name, [])),
@@ -44,12 +93,12 @@ def summarise(session: "RunSession", config: dict[str, Any], timings: dict[str, 
             "n": sum(1 for r in ok if r["metrics"].get(m.name) is not None) if not final else
                  sum(1 for v in final["per_request"].get(m.name, []) if v is not None),
             "higher_is_better": m.higher_is_better,
+            "ci": ci,
         }
         if final:
             entry["immediate"] = immediate
         extra = m.details(ctx)
-        if extra:
-            entry["details"] = extra
+        entry["details"] = {**(extra or {}), "ci": ci}
         out[m.name] = entry
     summary = RunSummary(
         status="complete",
@@ -93,6 +142,8 @@ def write_retention(rd: "RunDir", rows: list[dict[str, Any]], baseline: dict[str
         if base is not None:
             ax.axhline(base, color="grey", linestyle="--", linewidth=1, label="unedited")
             ax.legend(fontsize=7)
+        if is_rate(ys + [base]):  # a rate: 1.00 -> 0.98 must not look like a collapse
+            ax.set_ylim(-0.02, 1.02)
         ax.set_title(m.name, fontsize=9)
         ax.set_xlabel("edits applied", fontsize=8)
         ax.grid(alpha=0.3)
@@ -119,12 +170,14 @@ def report(summary: dict[str, Any]) -> str:
         f"- protocol: {c['protocol']['mode']}, batch size {c['protocol']['batch_size']}",
         f"- edited: {summary['counts']['edited']}, failed: {summary['counts']['failed']}",
         "",
-        "| metric | value | baseline (unedited) | scoring | n | higher is better |",
+        "| metric | value (± 95% CI half-width) | baseline (unedited) | scoring | n | higher is better |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, m in summary["metrics"].items():
-        lines.append(f"| {name} | {_fmt(m['value'])} | {_fmt(m['baseline'])} | {m['scoring']} | {m['n']} | "
+        lines.append(f"| {name} | {format_ci(m['value'], m.get('ci'))} | {_fmt(m['baseline'])} | {m['scoring']} | {m['n']} | "
                      f"{'yes' if m['higher_is_better'] else 'no'} |")
+    lines += ["", f"± is half the width of a {CI_LEVEL:.0%} bootstrap interval over requests "
+                  f"({CI_RESAMPLES} resamples, seed {c.get('seed', 0)})."]
     if any("immediate" in m for m in summary["metrics"].values()):
         lines += ["", f"Edits accumulate ({c['protocol']['mode']} protocol): *value* is measured after the last "
                       "edit over every edit (retention); the curve is in retention.json / retention.png."]

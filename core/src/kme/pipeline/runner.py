@@ -150,8 +150,16 @@ def _seed_everything(seed: int) -> None:
 
 def run_pipeline(spec: PipelineSpec, pm: "KmePluginManager", *, out_dir: str | Path | None = None,
                  resume: bool = False, overwrite: bool = False, source: str = "<pipeline>", progress: bool = True,
-                 verbose: bool = False) -> dict[str, Any]:
-    """Run ``spec`` and return the summary (also written to ``summary.json``)."""
+                 verbose: bool = False, model: "EditedModel | None" = None) -> dict[str, Any]:
+    """Run ``spec`` and return the summary (also written to ``summary.json``).
+
+    ``model``: an already loaded, unedited :class:`~kme.edited.EditedModel` of ``spec.model``
+    (built with the same plugin manager) to use instead of loading one, e.g. to run many
+    pipelines on one model (``kme sweep``). It must hold no edits, and every edit the run made
+    is undone when it ends (finished or not), so the next run starts from the same weights."""
+    if model is not None and (model.stack or model._hidden):
+        raise KmeError(f"run_pipeline(model=...) needs an unedited model; this one holds {len(model.stack)} "
+                       "edit(s)", hint="undo them first (model.undo())")
     comps = validate_components(spec, pm, source)
     run_path = Path(out_dir or spec.output or time.strftime("runs/%Y%m%d-%H%M%S"))
     rd = RunDir(run_path)
@@ -162,11 +170,14 @@ def run_pipeline(spec: PipelineSpec, pm: "KmePluginManager", *, out_dir: str | P
     fresh = [f for f in (rd.config, rd.log, run_path / ".lock") if not f.exists()]
     with lock_run_dir(run_path):
         try:
-            return _locked_run(spec, pm, comps, rd, config, resume, overwrite, progress, verbose, source)
+            return _locked_run(spec, pm, comps, rd, config, resume, overwrite, progress, verbose, source, model)
         except BaseException:
             if not rd.model_loaded:
                 _remove_created(fresh, missing)
             raise
+        finally:
+            if model is not None and model.stack:
+                model.undo()  # the caller's model goes back unedited
 
 
 def _remove_created(files: list[Path], dirs: list[Path]) -> None:
@@ -185,7 +196,7 @@ def _remove_created(files: list[Path], dirs: list[Path]) -> None:
 
 def _locked_run(spec: PipelineSpec, pm: "KmePluginManager", comps: "Components", rd: RunDir,
                 config: dict[str, Any], resume: bool, overwrite: bool, progress: bool, verbose: bool,
-                source: str) -> dict[str, Any]:
+                source: str, model: "EditedModel | None" = None) -> dict[str, Any]:
     run_path = rd.path
     if rd.holds_run() and overwrite:
         rd.clear()
@@ -207,7 +218,7 @@ def _locked_run(spec: PipelineSpec, pm: "KmePluginManager", comps: "Components",
     configure_logging(rd.log, verbose=verbose)
     try:
         with progress_scope(progress):
-            return _run(spec, pm, comps, rd, config, resume, progress, source)
+            return _run(spec, pm, comps, rd, config, resume, progress, source, model)
     finally:
         close_logging()
 
@@ -286,7 +297,8 @@ def _train(editor: "Editor", comps: "Components", model: "EditedModel", rd: RunD
 
 
 def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: "Components", rd: RunDir,
-         config: dict[str, Any], resume: bool, progress: bool, source: str = "<pipeline>") -> dict[str, Any]:
+         config: dict[str, Any], resume: bool, progress: bool, source: str = "<pipeline>",
+         preloaded: "EditedModel | None" = None) -> dict[str, Any]:
     """Load, configure, prepare the baseline, hand the session to the protocol, summarise."""
     from kme.models.loading import load_model
     from kme.pipeline.report import report, summarise
@@ -309,7 +321,7 @@ def _run(spec: PipelineSpec, pm: "KmePluginManager", comps: "Components", rd: Ru
     timings["load_dataset_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    model = load_model(spec.model, pm)
+    model = preloaded if preloaded is not None else load_model(spec.model, pm)
     rd.model_loaded = True
     timings["load_model_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()

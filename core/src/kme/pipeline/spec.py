@@ -148,12 +148,19 @@ def parse_pipeline(data: Any, source: str = "<pipeline>") -> PipelineSpec:
                           hint="see docs/pipeline.md for the pipeline keys") from None
 
 
-def load_pipeline(path: str | Path) -> PipelineSpec:
-    """Read and validate a pipeline YAML file (no plugin or model is touched)."""
+def load_pipeline(path: str | Path, overrides: "list[str] | dict[str, Any] | None" = None) -> PipelineSpec:
+    """Read and validate a pipeline YAML file (no plugin or model is touched).
+
+    ``overrides``: dotted ``KEY=VALUE`` overrides applied to the file's mapping before it is
+    validated (:func:`kme.overrides.apply_overrides`)."""
     p = Path(path)
     if not p.is_file() and not p.is_dir():
         raise ConfigError(f"pipeline file {str(p)!r} does not exist")
     data = parse_yaml(read_text(p, what="pipeline file"), str(p))
+    if overrides:
+        from kme.overrides import parse_with_overrides
+
+        return parse_with_overrides(data, overrides, str(p))
     return parse_pipeline(data, str(p))
 
 

@@ -127,22 +127,39 @@ def run_unpadded(model: "EditedModel", ids: torch.Tensor) -> Any:
 def capture_keys_values(model: "EditedModel", seqs: list[list[int]], indices: list[int], layers: list[int],
                         *, batch_size: int = 64, values: bool = False) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
     """MLP keys (input of ``mlp_out``) and optionally values (its output) at one position per
-    sequence, for each of ``layers``: ``{layer: (keys [n, d_ff], values [n, d_model] | None)}``."""
+    sequence, for each of ``layers``: ``{layer: (keys [n, d_ff], values [n, d_model] | None)}``.
+    The batch is halved on out-of-memory (:mod:`kme_editlib.fit`)."""
+    from kme_editlib.fit import Fit, original_widths
+
     keys: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     vals: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     pad_id = model.tokenizer.pad_token_id
-    for start in range(0, len(seqs), batch_size):
-        chunk = seqs[start:start + batch_size]
-        idx = torch.tensor(indices[start:start + batch_size], device=model.device)
-        rows = torch.arange(len(chunk), device=model.device)
-        ids, mask = pad_sequences(chunk, pad_id, model.device)
+
+    widths = original_widths([len(s) for s in seqs], batch_size)
+
+    def at(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        # index tensors on the captured tensor's device (a device-mapped model's layer)
+        rows = torch.arange(stop - start, device=x.device)
+        idx = torch.tensor(indices[start:stop], device=x.device)
+        return x[rows, idx].float().cpu()
+
+    def run(start: int, stop: int) -> None:
+        ids, mask = pad_sequences(seqs[start:stop], pad_id, model.device, width=max(widths[start:stop]))
+        k_here: dict[int, torch.Tensor] = {}
+        v_here: dict[int, torch.Tensor] = {}
         with HookSet() as hs:
             for layer in layers:
                 mod = module_at(model, layer, "mlp_out")
-                hs.on_input(mod, lambda x, layer=layer: keys[layer].append(x[rows, idx].float().cpu()))
+                hs.on_input(mod, lambda x, layer=layer: k_here.__setitem__(layer, at(x, start, stop)))
                 if values:
-                    hs.on_output(mod, lambda y, layer=layer: vals[layer].append(y[rows, idx].float().cpu()))
+                    hs.on_output(mod, lambda y, layer=layer: v_here.__setitem__(layer, at(y, start, stop)))
             forward(model, ids, mask)
+        for layer in layers:  # committed once the whole batch has run
+            keys[layer].append(k_here[layer])
+            if values:
+                vals[layer].append(v_here[layer])
+
+    Fit(batch_size, "key capture").run(len(seqs), run)
     return {layer: (torch.cat(keys[layer]), torch.cat(vals[layer]) if values else None) for layer in layers}
 
 

@@ -19,6 +19,7 @@ import torch
 
 from kme import pad_sequences
 
+from kme_editlib.fit import Fit, original_widths
 from kme_editlib.hooks import HookSet, eval_mode, forward, module_at
 from kme_editlib.tokens import FactToken, encode, lookup_index, request_text
 
@@ -44,25 +45,38 @@ def _sequences(model: "EditedModel", requests: list["EditRequest"], prefixes: li
 @torch.no_grad()
 def _read(model: "EditedModel", seqs: list[list[int]], idxs: list[int], taps: list[tuple[int, str, str]],
           batch_size: int) -> dict[tuple[int, str, str], torch.Tensor]:
-    """``taps``: (layer, part, "in"|"out"); returns ``[n_seqs, d]`` per tap."""
+    """``taps``: (layer, part, "in"|"out"); returns ``[n_seqs, d]`` per tap. The batch is
+    halved on out-of-memory (:mod:`kme_editlib.fit`)."""
     got: dict[tuple[int, str, str], list[torch.Tensor]] = {t: [] for t in taps}
     pad_id = model.tokenizer.pad_token_id
+
+    widths = original_widths([len(s) for s in seqs], batch_size)
+
+    def run(start: int, stop: int) -> None:
+        chunk = seqs[start:stop]
+        ids, mask = pad_sequences(chunk, pad_id, model.device, width=max(widths[start:stop]))
+        here: dict[tuple[int, str, str], torch.Tensor] = {}
+
+        def grab(x: torch.Tensor, tap: tuple[int, str, str]) -> None:
+            # the index tensors go to the captured tensor's device (device-mapped models)
+            rows = torch.arange(len(chunk), device=x.device)
+            idx = torch.tensor(idxs[start:stop], device=x.device)
+            here[tap] = x[rows, idx].float().cpu()
+
+        with HookSet() as hs:
+            for tap in taps:
+                layer, part, side = tap
+                mod = module_at(model, layer, part)
+                if side == "in":
+                    hs.on_input(mod, lambda x, tap=tap: grab(x, tap))
+                else:
+                    hs.on_output(mod, lambda y, tap=tap: grab(y, tap))
+            forward(model, ids, mask)
+        for tap in taps:  # committed once the whole batch has run
+            got[tap].append(here[tap])
+
     with eval_mode(model):
-        for start in range(0, len(seqs), batch_size):
-            chunk = seqs[start:start + batch_size]
-            rows = torch.arange(len(chunk), device=model.device)
-            idx = torch.tensor(idxs[start:start + batch_size], device=model.device)
-            ids, mask = pad_sequences(chunk, pad_id, model.device)
-            with HookSet() as hs:
-                for tap in taps:
-                    layer, part, side = tap
-                    mod = module_at(model, layer, part)
-                    grab = (lambda x, tap=tap: got[tap].append(x[rows, idx].float().cpu()))
-                    if side == "in":
-                        hs.on_input(mod, grab)
-                    else:
-                        hs.on_output(mod, grab)
-                forward(model, ids, mask)
+        Fit(batch_size, "key capture").run(len(seqs), run)
     return {t: torch.cat(v) for t, v in got.items()}
 
 

@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from kme import KmeError, pad_sequences, progress_enabled
+from kme import KmeError, progress_enabled
 
 from kme_editlib.base import base_weights
+from kme_editlib.fit import Fit
 from kme_editlib.corpus import resolve_corpus
 from kme_editlib.hooks import HookSet, eval_mode, module_at
 
@@ -40,6 +42,8 @@ __all__ = ["StatsMismatchError", "StatsKey", "stats_root", "key_second_moments",
            "source_of"]
 
 ENV_DIR = "KME_STATS_DIR"
+
+log = structlog.get_logger("kme")
 
 
 class StatsMismatchError(KmeError):
@@ -141,7 +145,10 @@ def key_second_moments(model: "EditedModel", layers: list[int], *, corpus: str =
 
     A corpus with fewer records than ``samples`` is read whole: the cache key and the
     progress bar hold the number of records really read. ``info`` (if given) receives the
-    corpus id, that number, and each layer's cache file and whether it was cached."""
+    corpus id, that number, and each layer's cache file and whether it was cached; when
+    statistics were computed, also the tokens counted, the seconds taken and ``tokens_per_s``
+    (logged too, event ``stats.computed``). ``batch_size`` records are run at a time, halved
+    on out-of-memory."""
     if samples < 1:
         raise KmeError(f"stats_samples must be >= 1, got {samples}")
     layers = sorted({model.check_layer(layer) for layer in layers})
@@ -154,6 +161,7 @@ def key_second_moments(model: "EditedModel", layers: list[int], *, corpus: str =
             for layer in layers}
     out: dict[int, torch.Tensor] = {}
     missing = []
+    timing: dict = {}
     for layer in layers:
         p = stats_path(root, keys[layer])
         if p.is_file():
@@ -163,7 +171,7 @@ def key_second_moments(model: "EditedModel", layers: list[int], *, corpus: str =
     if missing:
         with base_weights(model):
             computed = _compute(model, missing, keys, root, src, samples, max_length, batch_size,
-                                checkpoint_every, progress)
+                                checkpoint_every, progress, timing)
         out.update({layer: m.to(dtype) for layer, m in computed.items()})
     for layer in layers:
         _SOURCES[out[layer]] = (keys[layer], stats_path(root, keys[layer]))
@@ -171,16 +179,82 @@ def key_second_moments(model: "EditedModel", layers: list[int], *, corpus: str =
         info.update({"corpus": src.id, "corpus_description": src.description, "records": samples,
                      "max_length": max_length,
                      "files": {str(layer): str(stats_path(root, keys[layer])) for layer in layers},
-                     "computed_layers": missing})
+                     "computed_layers": missing, **timing})
     return out
 
 
+class _Enough(Exception):
+    """Raised by the hook of the highest requested layer: the rest of the forward pass (upper
+    blocks, final norm, LM head) cannot change the keys, so it is skipped."""
+
+
+#: records tokenised together (a multiple of the batch size, at most ``checkpoint_every``, so
+#: that an interrupted computation leaves a checkpoint as often as asked)
+BLOCK_RECORDS = 4096
+
+#: pad each record to the width of its batch of ``batch_size`` consecutive corpus records
+#: (True: the keys, hence ``C``, are those of the plain batched pass, whatever the batch
+#: actually run -- a key's last float32 bits depend on the padded width) or to the longest
+#: record of a batch of records sorted by length (False: least padding, ``C`` differs from
+#: the plain pass's in its last float32 bits)
+PAD_AS_CORPUS_BATCHES = True
+
+
+def _read_blocks(records, skip: int, count: int, block: int):  # type: ignore[no-untyped-def]
+    """Lists of at most ``block`` texts: records ``skip .. count-1`` of the iterator."""
+    texts: list[str] = []
+    for i, text in enumerate(records):
+        if i < skip:
+            continue
+        if i >= count:
+            break
+        texts.append(text)
+        if len(texts) == block:
+            yield texts
+            texts = []
+    if texts:
+        yield texts
+
+
+def _pack(tok, texts: list[str], max_length: int, pad_id: int,  # type: ignore[no-untyped-def]
+          batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A block's records, tokenised in one call and truncated to ``max_length``: their ids as
+    a right-padded matrix with the rows sorted by the width each is run at, widest first
+    (empty records dropped), the rows' lengths and their widths (see
+    :data:`PAD_AS_CORPUS_BATCHES`). Only tensor operations follow; no per-record loop."""
+    import itertools
+
+    enc = tok(texts, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
+    lens = torch.tensor([len(e) for e in enc], dtype=torch.long)
+    flat = torch.tensor(list(itertools.chain.from_iterable(enc)), dtype=torch.long)
+    longest = int(lens.max()) if len(lens) else 0
+    mask = torch.arange(longest)[None, :] < lens[:, None]
+    ids = torch.full((len(enc), longest), int(pad_id), dtype=torch.long)
+    ids[mask] = flat  # row-major order of the mask is the order of the concatenated records
+    if PAD_AS_CORPUS_BATCHES:
+        n = len(lens)
+        groups = torch.nn.functional.pad(lens, (0, -n % batch_size)).view(-1, batch_size)
+        widths = groups.max(1).values.repeat_interleave(batch_size)[:n]
+    else:
+        widths = lens
+    order = torch.argsort(widths * (longest + 1) + lens, descending=True, stable=True)
+    keep = order[lens[order] > 0]
+    return ids[keep], lens[keep], widths[keep]
+
+
 def _compute(model: "EditedModel", layers: list[int], keys: dict[int, StatsKey], root: Path, src, samples: int,
-             max_length: int, batch_size: int, checkpoint_every: int, progress: bool) -> dict[int, torch.Tensor]:
+             max_length: int, batch_size: int, checkpoint_every: int, progress: bool,
+             timing: dict | None = None) -> dict[int, torch.Tensor]:
+    """Stream the corpus in blocks: each block is tokenised in one call, sorted by length and
+    cut into batches of ``batch_size`` records with little padding; one forward pass per batch
+    (stopped after the highest layer) captures every layer's keys, whose products are summed
+    in float64 on the layer's device. The batch is halved on out-of-memory (:mod:`kme_editlib.fit`)."""
     from tqdm.auto import tqdm
 
     dims = {layer: _key_dim(model, layer) for layer in layers}
-    sums = {layer: torch.zeros(dims[layer], dims[layer], dtype=torch.float64) for layer in layers}
+    where = {layer: model.device_of(layer, "mlp_out") for layer in layers}
+    sums = {layer: torch.zeros(dims[layer], dims[layer], dtype=torch.float64, device=where[layer])
+            for layer in layers}
     tokens = 0
     done = 0
     # resume: every missing layer must have a partial file at the same record count
@@ -198,67 +272,87 @@ def _compute(model: "EditedModel", layers: list[int], keys: dict[int, StatsKey],
                 states.append((layer, f.get_tensor("mom2_sum"), int(meta["records"]), int(meta["tokens"])))
         if len({s[2] for s in states}) == 1:
             for layer, s, n, t in states:
-                sums[layer] = s.to(torch.float64)
+                sums[layer] = s.to(device=where[layer], dtype=torch.float64)
                 done, tokens = n, t
 
     tok = model.tokenizer
     pad_id = tok.pad_token_id
+    if pad_id is None:
+        raise KmeError("the tokenizer has no pad token id (load the model through kme, which sets one)")
     dev = model.device
-    captured: dict[int, torch.Tensor] = {}
+    top = max(layers)
+    fit = Fit(batch_size, "key statistics")
+    block = batch_size * max(1, min(BLOCK_RECORDS, checkpoint_every) // batch_size)
+    mods = {layer: module_at(model, layer, "mlp_out") for layer in layers}
+    start_tokens = tokens
 
     def save(final: bool) -> None:
         for layer in layers:
             meta = {**keys[layer].meta(), "records": str(done), "tokens": str(tokens),
                     "corpus_description": getattr(src, "description", ""), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             if final:
-                _save(stats_path(root, keys[layer]), {"mom2": (sums[layer] / max(tokens, 1)).float()}, meta)
+                _save(stats_path(root, keys[layer]), {"mom2": (sums[layer].cpu() / max(tokens, 1)).float()}, meta)
                 partials[layer].unlink(missing_ok=True)
             else:
-                _save(partials[layer], {"mom2_sum": sums[layer]}, meta)
+                _save(partials[layer], {"mom2_sum": sums[layer].cpu()}, meta)
 
-    def flush(batch: list[str]) -> int:
-        enc = tok(batch, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
-        enc = [e for e in enc if e]
-        if not enc:
-            return 0
-        ids, mask = pad_sequences(enc, pad_id, dev)
-        m = mask.bool()
-        with torch.no_grad(), HookSet() as hs:
-            for layer in layers:
-                hs.on_input(module_at(model, layer, "mlp_out"),
-                            lambda x, layer=layer: captured.__setitem__(layer, x[m].to(torch.float64)))
-            model.model(input_ids=ids, attention_mask=mask, use_cache=False)
-        for layer in layers:
-            k = captured.pop(layer)
-            sums[layer] += (k.T @ k).cpu()
-        return int(m.sum())
-
-    with eval_mode(model), tqdm(total=samples, initial=done, desc=f"key statistics ({src.id}, layers {layers})",
-                                disable=not progress_enabled(progress), leave=False) as bar:
-        batch: list[str] = []
+    t0 = time.perf_counter()
+    with eval_mode(model), torch.no_grad(), \
+            tqdm(total=samples, initial=done, desc=f"key statistics ({src.id}, layers {layers})",
+                 disable=not progress_enabled(progress), leave=False) as bar:
         last_ckpt = done
-        for i, text in enumerate(src.records()):
-            if i < done:
-                continue
-            if done + len(batch) >= samples:
-                break
-            batch.append(text)
-            if len(batch) == batch_size:
-                tokens += flush(batch)
-                done += len(batch)
-                bar.update(len(batch))
-                batch = []
-                if done - last_ckpt >= checkpoint_every:
-                    save(final=False)
-                    last_ckpt = done
-        if batch:
-            tokens += flush(batch)
-            done += len(batch)
-            bar.update(len(batch))
+        for texts in _read_blocks(src.records(), done, samples, block):
+            ids_all, lens, widths = _pack(tok, texts, max_length, pad_id, batch_size)
+            counted = [0]
+
+            def run(start: int, stop: int) -> None:
+                width = int(widths[start])  # rows are sorted widest first
+                ids = ids_all[start:stop, :width].to(dev)
+                mask = (torch.arange(width)[None, :] < lens[start:stop, None]).to(dev)
+                got: dict[int, torch.Tensor] = {}
+
+                def grab(x: torch.Tensor, layer: int) -> None:
+                    got[layer] = x[mask.to(x.device)].to(torch.float64)
+                    if layer == top:
+                        raise _Enough
+
+                with HookSet() as hs:
+                    for layer in layers:
+                        hs.on_input(mods[layer], lambda x, layer=layer: grab(x, layer))
+                    try:
+                        model.model(input_ids=ids, attention_mask=mask.long(), use_cache=False)
+                    except _Enough:
+                        pass
+                for layer in layers:  # committed only once every layer's keys are in hand
+                    k = got.pop(layer)
+                    sums[layer].addmm_(k.T, k)
+                counted[0] += int(lens[start:stop].sum())
+                bar.update(stop - start)
+
+            if PAD_AS_CORPUS_BATCHES:  # a batch holds records of one width
+                bounds = [0, *(torch.nonzero(widths[1:] != widths[:-1])[:, 0] + 1).tolist(), len(lens)]
+                for a, b in zip(bounds[:-1], bounds[1:]):
+                    fit.run(b - a, lambda s, e, a=a: run(a + s, a + e))
+            else:
+                fit.run(len(lens), run)
+            tokens += counted[0]
+            done += len(texts)
+            bar.update(len(texts) - len(lens))  # empty records
+            if done - last_ckpt >= checkpoint_every and done < samples:
+                save(final=False)
+                last_ckpt = done
+    seconds = time.perf_counter() - t0
     if tokens == 0:
         raise KmeError(f"corpus {src.id!r} gave no tokens for key statistics", hint="check the corpus")
     save(final=True)
-    return {layer: (sums[layer] / tokens).float() for layer in layers}
+    new = tokens - start_tokens
+    rate = new / seconds if seconds > 0 else float("nan")
+    if timing is not None:
+        timing.update({"tokens": tokens, "tokens_computed": new, "seconds": round(seconds, 3),
+                       "tokens_per_s": round(rate, 1), "batch_size": fit.size})
+    log.info("stats.computed", corpus=src.id, layers=layers, records=done, tokens=new, seconds=round(seconds, 3),
+             tokens_per_s=round(rate, 1), batch_size=fit.size)
+    return {layer: (sums[layer].cpu() / tokens).float() for layer in layers}
 
 
 def describe_cache(root: Path) -> list[dict[str, str]]:

@@ -31,6 +31,7 @@ import torch
 
 from kme import KmeError, pad_sequences, progress_enabled
 
+from kme_editlib.fit import Fit
 from kme_editlib.hooks import HookSet, forward, frozen_params, module_at
 from kme_editlib.tokens import FactToken, Sequence_, encode, lookup_index, request_text, target_ids_of
 
@@ -143,6 +144,7 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
     for s in seqs:
         alone_width[s.owner] = max(alone_width.get(s.owner, 0), len(s.ids))
 
+    fit = Fit(cfg.chunk_size, "target optimisation")
     bar = tqdm(range(cfg.steps), desc=f"target vectors ({n} requests)", disable=not progress_enabled(progress),
                leave=False)
     with frozen_params(model):
@@ -151,7 +153,10 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
             live = [s for s in seqs if active[s.owner]]
             nll_acc = torch.zeros(n)
             kl_acc = torch.zeros(n)
-            for width, chunk in _chunks(live, alone_width, cfg.chunk_size):
+
+            def run_chunk(width: int, chunk: list[Sequence_]) -> None:
+                # nothing is committed (gradients, per-request sums) until the chunk's backward
+                # pass is done, so that a chunk retried in halves on out-of-memory counts once
                 ids, mask = pad_sequences([s.ids for s in chunk], pad_id, dev, width=width)
                 rows = torch.arange(len(chunk), device=dev)
                 idx = torch.tensor([s.index for s in chunk], device=dev)
@@ -165,23 +170,25 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
                         hs.on_output(module_at(model, *pt),
                                      _injector(pt, deltas, init, have_init, rows, idx, owner, bare, step == 0))
                     logits = forward(model, ids, mask)
-                loss = torch.zeros((), device=dev)
+                ldev = logits.device  # the last block's device on a device-mapped model
+                loss = torch.zeros((), device=ldev)
+                nll_add: tuple[torch.Tensor, torch.Tensor] | None = None
+                kl_add: tuple[torch.Tensor, torch.Tensor] | None = None
                 rw = [k for k, s in enumerate(chunk) if s.kind == "rewrite"]
                 if rw:
-                    r_idx = torch.tensor([k for k in rw for _ in chunk[k].loss_positions], device=dev)
-                    p_idx = torch.tensor([p for k in rw for p in chunk[k].loss_positions], device=dev)
-                    t_idx = torch.tensor([t for k in rw for t in chunk[k].loss_tokens], device=dev)
+                    r_idx = torch.tensor([k for k in rw for _ in chunk[k].loss_positions], device=ldev)
+                    p_idx = torch.tensor([p for k in rw for p in chunk[k].loss_positions], device=ldev)
+                    t_idx = torch.tensor([t for k in rw for t in chunk[k].loss_tokens], device=ldev)
                     lp = torch.log_softmax(logits[r_idx, p_idx].float(), -1).gather(-1, t_idx[:, None])[:, 0]
-                    seq_of = torch.tensor([j for j, k in enumerate(rw) for _ in chunk[k].loss_positions], device=dev)
-                    lens = torch.tensor([len(chunk[k].loss_positions) for k in rw], device=dev, dtype=lp.dtype)
-                    per_seq = -torch.zeros(len(rw), device=dev).index_add(0, seq_of, lp) / lens
+                    seq_of = torch.tensor([j for j, k in enumerate(rw) for _ in chunk[k].loss_positions], device=ldev)
+                    lens = torch.tensor([len(chunk[k].loss_positions) for k in rw], device=ldev, dtype=lp.dtype)
+                    per_seq = -torch.zeros(len(rw), device=ldev).index_add(0, seq_of, lp) / lens
                     loss = loss + per_seq.sum() / n_rewrite
-                    owners = torch.tensor([chunk[k].owner for k in rw])
-                    nll_acc.index_add_(0, owners, per_seq.detach().cpu() / n_rewrite)
+                    nll_add = (torch.tensor([chunk[k].owner for k in rw]), per_seq.detach().cpu() / n_rewrite)
                 kl_rows = [k for k, s in enumerate(chunk) if s.kind == "kl"]
                 if kl_rows:
-                    r_idx = torch.tensor(kl_rows, device=dev)
-                    p_idx = torch.tensor([chunk[k].loss_positions[0] for k in kl_rows], device=dev)
+                    r_idx = torch.tensor(kl_rows, device=ldev)
+                    p_idx = torch.tensor([chunk[k].loss_positions[0] for k in kl_rows], device=ldev)
                     cur = torch.log_softmax(logits[r_idx, p_idx].float(), -1)
                     owners = [chunk[k].owner for k in kl_rows]
                     if step == 0:
@@ -190,9 +197,20 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
                     ref = torch.stack([kl_init[o] for o in owners])
                     kl = (cur.exp() * (cur - ref)).sum(-1)
                     loss = loss + cfg.kl_factor * kl.sum()
-                    kl_acc.index_add_(0, torch.tensor(owners), kl.detach().cpu())
+                    kl_add = (torch.tensor(owners), kl.detach().cpu())
                 if loss.requires_grad:
-                    loss.backward()
+                    params = [deltas[pt] for pt in points]
+                    grads = torch.autograd.grad(loss, params, allow_unused=True)
+                    for p_, g in zip(params, grads):  # the sums loss.backward() would leave
+                        if g is not None:
+                            p_.grad = g if p_.grad is None else p_.grad + g
+                if nll_add is not None:
+                    nll_acc.index_add_(0, *nll_add)
+                if kl_add is not None:
+                    kl_acc.index_add_(0, *kl_add)
+
+            for width, chunk in _chunks(live, alone_width, cfg.chunk_size):
+                fit.run(len(chunk), lambda s, e, width=width, chunk=chunk: run_chunk(width, chunk[s:e]))
             if step == 0 and not bool(have_init.all()):
                 raise KmeError("internal: the bare prompt's value was not captured for every request")
             wd = torch.zeros(n, device=dev)
@@ -310,12 +328,16 @@ def _width(model: "EditedModel", pt: Point) -> int:
 
 def _injector(pt: Point, deltas: dict, init: dict, have_init: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor,
               owner: torch.Tensor, bare: torch.Tensor, record: bool):  # type: ignore[no-untyped-def]
+    """Adds each row's request's vector at its fact token; the vectors live on the model's
+    (first) device, the module's output may be on another (device-mapped models): the row and
+    position indices and the vectors go to the output's device, the recorded values back."""
     def fn(out: torch.Tensor) -> torch.Tensor:
-        here = out[rows, idx]
+        r, i = rows.to(out.device), idx.to(out.device)
+        here = out[r, i]
         if record and bool(bare.any()):
             b = bare.nonzero()[:, 0]
-            init[pt][owner[b]] = here[b].detach().float()
+            init[pt][owner[b]] = here[b.to(out.device)].detach().float().to(init[pt].device)
             have_init[owner[b].cpu()] = True
-        return out.index_put((rows, idx), here + deltas[pt][owner].to(out.dtype))
+        return out.index_put((r, i), here + deltas[pt][owner].to(out.device, out.dtype))
 
     return fn
