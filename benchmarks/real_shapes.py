@@ -97,9 +97,14 @@ def main() -> None:
                 h = m.edit(name, reqs, params, preset="none")
                 meta = h.meta
                 per = meta.get("per_request") or []
-                keys = meta.get("keys_seconds", sum(x.get("keys_seconds", 0) for x in per))
+                layers_info = meta.get("per_layer") or []
+                if layers_info:  # MEMIT: the top-level solve_seconds covers key capture + solve of every layer
+                    keys = sum(x.get("keys_seconds", 0.0) for x in layers_info)
+                    solve = sum(x.get("solve_seconds", 0.0) for x in layers_info)
+                else:
+                    keys = meta.get("keys_seconds", sum(x.get("keys_seconds", 0) for x in per))
+                    solve = meta.get("solve_seconds", 0.0)
                 z = meta.get("z_seconds", 0.0)
-                solve = meta.get("solve_seconds", 0.0)
                 factor = (per[0].get("factor") if per and isinstance(per[0], dict) else None) or \
                     ",".join(str(v) for k, v in meta.items() if k == "factor") or "-"
                 stats = meta.get("statistics") or {}
