@@ -84,24 +84,24 @@ def kme_edit(model: "EditedModel", editor: "Editor", requests: list["EditRequest
     return handle
 
 
+def _timed_metric(key: str, event: str, metric: "Metric", requests: list["EditRequest"],
+                  context: "EvalContext") -> Any:
+    """The body of both metric wrappers: time the wrapped call into ``context.timings[key]``."""
+    t0 = time.perf_counter()
+    result = yield
+    elapsed = time.perf_counter() - t0
+    context.timings[key] = context.timings.get(key, 0.0) + elapsed
+    log.debug(event, metric=metric.name, phase=context.phase, n=len(requests), seconds=round(elapsed, 4))
+    return result
+
+
 @hookimpl(wrapper=True)
 def kme_prepare_metric(model: "EditedModel", metric: "Metric", requests: list["EditRequest"],
                        context: "EvalContext") -> Any:
-    t0 = time.perf_counter()
-    done = yield
-    elapsed = time.perf_counter() - t0
-    context.timings[f"{metric.name}_prepare"] = context.timings.get(f"{metric.name}_prepare", 0.0) + elapsed
-    log.debug("metric.prepared", metric=metric.name, n=len(requests), seconds=round(elapsed, 4))
-    return done
+    return (yield from _timed_metric(f"{metric.name}_prepare", "metric.prepared", metric, requests, context))
 
 
 @hookimpl(wrapper=True)
 def kme_evaluate(model: "EditedModel", metric: "Metric", requests: list["EditRequest"],
                  context: "EvalContext") -> Any:
-    t0 = time.perf_counter()
-    values = yield
-    elapsed = time.perf_counter() - t0
-    context.timings[metric.name] = context.timings.get(metric.name, 0.0) + elapsed
-    log.debug("metric.computed", metric=metric.name, phase=context.phase, n=len(requests),
-              seconds=round(elapsed, 4))
-    return values
+    return (yield from _timed_metric(metric.name, "metric.computed", metric, requests, context))

@@ -193,27 +193,27 @@ def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str 
             errors.append(e)
             return None
 
-    proto_cls = check(lambda: pm.protocols.get(spec.protocol.mode, where=f"{source}: protocol.mode"))
-    protocol = None
-    if proto_cls is not None:
-        params = check(lambda: proto_cls.parse_params(spec.protocol.params, where=f"{source}: protocol.params"))
-        protocol = proto_cls(params) if params is not None else None
-        if spec.protocol.checkpoints and not proto_cls.uses_checkpoints:
-            errors.append(ConfigError(f"checkpoints apply only to protocols that keep edits (sequential), not to "
-                                      f"mode: {spec.protocol.mode}", where=f"{source}: protocol.checkpoints"))
-    ds_cls = check(lambda: pm.datasets.get(spec.dataset.name, where=f"{source}: dataset.name"))
-    dataset = None
-    if ds_cls is not None:
-        params = check(lambda: ds_cls.parse_params(spec.dataset.options, where=f"{source}: dataset"))
-        dataset = ds_cls(params) if params is not None else None
+    def build(registry: Any, name: str, params: dict[str, Any], where_name: str, where_params: str) -> Any:
+        """(class, configured instance): either is None when it was refused (the error is kept)."""
+        cls = check(lambda: registry.get(name, where=f"{source}: {where_name}"))
+        if cls is None:
+            return None, None
+        parsed = check(lambda: cls.parse_params(params, where=f"{source}: {where_params}"))
+        return cls, (cls(parsed) if parsed is not None else None)
+
+    proto_cls, protocol = build(pm.protocols, spec.protocol.mode, spec.protocol.params, "protocol.mode",
+                                "protocol.params")
+    if proto_cls is not None and spec.protocol.checkpoints and not proto_cls.uses_checkpoints:
+        errors.append(ConfigError(f"checkpoints apply only to protocols that keep edits (sequential), not to "
+                                  f"mode: {spec.protocol.mode}", where=f"{source}: protocol.checkpoints"))
+    _, dataset = build(pm.datasets, spec.dataset.name, spec.dataset.options, "dataset.name", "dataset")
     editors = []
     for i, ref in enumerate(spec.editors):
-        cls = check(lambda: pm.editors.get(ref.name, where=f"{source}: editors[{i}].name"))
+        cls, editor = build(pm.editors, ref.name, ref.params, f"editors[{i}].name", f"editors[{i}].params")
         if cls is None:
             continue
-        params = check(lambda: cls.parse_params(ref.params, where=f"{source}: editors[{i}].params"))
-        if params is not None:
-            editors.append(cls(params))
+        if editor is not None:
+            editors.append(editor)
         if ref.preset not in ("auto", "none"):
             from kme.presets import find_preset
 
@@ -227,11 +227,7 @@ def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str 
                                       where=f"{source}: protocol.mode"))
     locator = None
     if spec.locator is not None:
-        loc_ref = spec.locator
-        loc_cls = check(lambda: pm.locators.get(loc_ref.name, where=f"{source}: locator.name"))
-        if loc_cls is not None:
-            params = check(lambda: loc_cls.parse_params(loc_ref.params, where=f"{source}: locator.params"))
-            locator = loc_cls(params) if params is not None else None
+        _, locator = build(pm.locators, spec.locator.name, spec.locator.params, "locator.name", "locator.params")
     dup = {n for n, k in Counter(m.name for m in spec.metrics).items() if k > 1}
     if dup:
         errors.append(ConfigError(f"metric(s) listed twice: {', '.join(sorted(dup))}", where=f"{source}: metrics"))
@@ -241,12 +237,9 @@ def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str 
         if ref.name in seen and not ref.params:  # a duplicate: reported above, not once per copy
             continue
         seen.add(ref.name)
-        cls = check(lambda: pm.metrics.get(ref.name, where=f"{source}: metrics[{i}]"))
-        if cls is None:
-            continue
-        params = check(lambda: cls.parse_params(ref.params, where=f"{source}: metrics[{i}].params"))
-        if params is not None:
-            metrics.append(cls(params))
+        _, metric = build(pm.metrics, ref.name, ref.params, f"metrics[{i}]", f"metrics[{i}].params")
+        if metric is not None:
+            metrics.append(metric)
     if len(errors) == 1:
         raise errors[0]
     if errors:
