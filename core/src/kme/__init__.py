@@ -46,6 +46,16 @@ from kme.plugins import KmePluginManager, build_plugin_manager  # noqa: E402
 from kme.presets import ModelIdentity, ModelMatch, Preset, TextCorpus, corpus_for  # noqa: E402
 from kme.progress import progress_enabled  # noqa: E402
 from kme.templates import check_template, render, template_validator  # noqa: E402
+from kme.trained import (  # noqa: E402
+    TrainedCheckpoint,
+    clear_train_state,
+    load_train_state,
+    load_trained,
+    read_trained_manifest,
+    save_train_state,
+    save_trained,
+    train_progress,
+)
 
 __version__ = "0.1.0"
 
@@ -77,6 +87,9 @@ __all__ = [
     "pad_sequences",
     # run protocols
     "RunProtocol", "RunSession", "BatchResult",
+    # trained editors' checkpoints and training state
+    "TrainedCheckpoint", "save_trained", "load_trained", "read_trained_manifest", "save_train_state",
+    "load_train_state", "clear_train_state", "train_progress",
 ]
 
 #: Modules besides ``kme`` itself that plugins may import, for their tests.

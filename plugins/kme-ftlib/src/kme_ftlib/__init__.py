@@ -1,0 +1,1 @@
+"""Shared machinery of fine-tuning editors (FT-L, FT-M, RecAdam, F-Learning)."""

@@ -1,0 +1,1 @@
+"""Shared machinery of trained editors (MEND, KE, SLAG, KGEditor, Editable Training)."""
