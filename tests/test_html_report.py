@@ -147,6 +147,44 @@ def test_retention_png_uses_a_0_1_axis_for_rates(tmp_path, monkeypatch):
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+#: Injected first in <head> of a copy of the report: records script errors and, after load,
+#: how many images decoded and the sortable tables' row counts, as attributes the dumped DOM shows.
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message)));
+const _ce = console.error; console.error = (...a) => { window.__errors.push(a.join(' ')); _ce(...a); };
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const b = document.body;
+  b.setAttribute('data-images', imgs.length);
+  b.setAttribute('data-decoded', imgs.filter(i => i.complete && i.naturalWidth > 0).length);
+  b.setAttribute('data-errors', JSON.stringify(window.__errors));
+  // sorting works: click the first sortable header and record the first cell before/after
+  const th = document.querySelector('table.sortable thead th:nth-child(2)');
+  if (th) { const cell = () => th.closest('table').querySelector('tbody tr td:nth-child(2)').textContent;
+            const before = cell(); th.click(); th.click(); b.setAttribute('data-sorted', before + '|' + cell()); }
+});
+</script>"""
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no chromium / chromium-browser on PATH")
+def test_report_dom_in_a_headless_browser(sweep, tmp_path):  # pragma: no cover - needs a browser
+    out = write_html_report([sweep], tmp_path / "r.html")
+    source = Parsed(out.read_text())
+    probed = tmp_path / "probed.html"
+    probed.write_text(out.read_text().replace("<head>", "<head>" + PROBE, 1))
+    r = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                        "--dump-dom", probed.as_uri()], check=True, timeout=120, capture_output=True, text=True)
+    dom = Parsed(r.stdout)
+    body = dom.all("body")[0]
+    assert json.loads(body["data-errors"]) == []  # no script errors, nothing on console.error
+    n_img = len(source.all("img"))
+    assert n_img >= 1 and body["data-images"] == body["data-decoded"] == str(n_img)  # every figure decodes
+    assert {a.get("id") for a in dom.all("table")} >= {"comparison", "edits"}
+    assert dom.rows == source.rows  # every table row the file holds is in the rendered page
+    assert body.get("data-sorted")  # the sortable header ran its handler
+
+
 @pytest.mark.skipif(BROWSER is None, reason="no chromium / chromium-browser on PATH")
 def test_report_renders_in_a_headless_browser(sweep, tmp_path):  # pragma: no cover - needs a browser
     from PIL import Image

@@ -198,7 +198,60 @@ def test_jobs_2_gives_the_same_results_as_jobs_1(kme_cli, tmp_path, model_dir):
             _values(tmp_path / "j2" / p["folder"] / "summary.json")
 
 
-def test_ray_is_not_available_yet(kme_cli, tmp_path, model_dir):
+def test_ray_gives_the_same_results_as_jobs_1(kme_cli, tmp_path, model_dir):
+    pytest.importorskip("ray")
+    write_pipeline(tmp_path / "pipe.yaml", PIPE.format(model=model_dir, out=tmp_path / "unused")
+                   .replace("  - {name: toy_shift, params: {scale: 0.5}}\n", ""))
+    s = write_pipeline(tmp_path / "sweep.yaml", "base: pipe.yaml\ngrid:\n  dataset.limit: [2, 3]\n"
+                                                "  protocol.batch_size: [1, 2]\n")
+    assert kme_cli("sweep", s, "--out", str(tmp_path / "j1"), "--no-progress").code == 0
+    r = kme_cli("sweep", s, "--out", str(tmp_path / "ray"), "--no-progress", "--ray", "--jobs", "2")
+    assert r.code == 0, r
+    a = json.loads((tmp_path / "j1" / "sweep.json").read_text())["points"]
+    b = json.loads((tmp_path / "ray" / "sweep.json").read_text())["points"]
+    assert [p["folder"] for p in a] == [p["folder"] for p in b]
+    assert all(p["status"] == "complete" for p in a + b)
+    assert [p["metrics"] for p in a] == [p["metrics"] for p in b]
+    for p in a:
+        assert _values(tmp_path / "j1" / p["folder"] / "summary.json") == \
+            _values(tmp_path / "ray" / p["folder"] / "summary.json")
+    assert not (tmp_path / "ray" / ".kme-ray-token").exists()
+
+
+def test_run_folders_travel_back_when_a_ray_worker_cannot_see_the_sweep_folder(tmp_path):
+    from kme.sweep_ray import _pack, _unpack
+
+    src = tmp_path / "run"
+    (src / "sub").mkdir(parents=True)
+    (src / "summary.json").write_text("{}")
+    (src / "sub" / "x.bin").write_bytes(b"\0\1")
+    _unpack(_pack(src), tmp_path / "back")
+    assert (tmp_path / "back" / "summary.json").read_text() == "{}"
+    assert (tmp_path / "back" / "sub" / "x.bin").read_bytes() == b"\0\1"
+
+
+def test_a_ray_worker_that_cannot_see_the_sweep_folder_returns_the_run_folder(tmp_path, model_dir):
+    import yaml
+
+    from kme.sweep import _Task
+    from kme.sweep_ray import _SweepWorker, _unpack
+
+    data = yaml.safe_load(PIPE.format(model=model_dir, out=tmp_path / "unused"))
+    data["editors"] = ["toy_memory"]
+    worker = _SweepWorker(False, [("module", "toyplugins")], 1, str(tmp_path / "no-such-token"), "t")
+    far = tmp_path / "far" / "000"  # the driver's path: the worker must not write there
+    result = worker.run(_Task(0, data, "sweep.yaml [000]", str(far), False, False), None)
+    assert result["status"] == "complete", result
+    assert not far.exists()
+    _unpack(result.pop("archive"), far)
+    assert _values(far / "summary.json") == result["metrics"]
+
+
+def test_ray_missing_says_how_to_install(kme_cli, tmp_path, model_dir, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     s = _setup(tmp_path, model_dir)
-    r = kme_cli("sweep", s, "--ray")
-    assert r.code == 2 and "not implemented yet" in r.err
+    r = kme_cli("sweep", s, "--out", str(tmp_path / "sw"), "--ray")
+    assert r.code == 2 and "kme-core[ray]" in r.err, r
+    assert not (tmp_path / "sw").exists()

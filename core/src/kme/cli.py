@@ -132,20 +132,20 @@ def validate(ctx: click.Context, pipeline: str, overrides: tuple[str, ...]) -> N
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="Worker processes; each loads a model once and reuses it for every point on it.")
 @click.option("--overwrite", is_flag=True, help="Replace another sweep in the sweep folder and re-run every point.")
-@click.option("--ray", is_flag=True, hidden=True)
+@click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run the points as Ray tasks on --jobs actors: a local Ray instance, or the cluster at ADDRESS "
+                   "(needs kme-core[ray]).")
 @_output_options
 @click.pass_context
-def sweep(ctx: click.Context, sweep_file: str, out_dir: str | None, jobs: int, overwrite: bool, ray: bool,
+def sweep(ctx: click.Context, sweep_file: str, out_dir: str | None, jobs: int, overwrite: bool, ray: str | None,
           no_progress: bool, quiet: bool, verbose: bool) -> None:
     """Run SWEEP (YAML): a base pipeline over a grid of overrides, one run folder per point.
 
     Re-running it skips finished points and resumes interrupted ones (docs/sweeps.md)."""
     from kme.sweep import SweepFailedError, run_sweep
 
-    if ray:
-        raise KmeError("--ray is not implemented yet", hint="use --jobs N for local worker processes")
     with _output(no_progress, quiet, verbose):
-        doc = run_sweep(sweep_file, _pm(ctx), out_dir=out_dir, jobs=jobs, overwrite=overwrite,
+        doc = run_sweep(sweep_file, _pm(ctx), out_dir=out_dir, jobs=jobs, overwrite=overwrite, ray=ray,
                         progress=not (no_progress or quiet), quiet=quiet, verbose=verbose,
                         echo=lambda line: click.echo(line, err=True))
     click.echo(_sweep_table(doc["points"]))
@@ -398,7 +398,10 @@ def make_cli(pm: KmePluginManager) -> click.Group:
         ctx.ensure_object(dict)
         ctx.obj["pm"] = pm
 
-    for command in (run, validate, sweep, plugins, datasets, edit, presets_cmd, patch, compare_cmd, report_cmd):
+    from kme.train_cli import train_cmd  # imports this module's output options
+
+    for command in (run, validate, sweep, plugins, datasets, edit, presets_cmd, patch, compare_cmd, report_cmd,
+                    train_cmd):
         cli.add_command(command)
     return cli
 

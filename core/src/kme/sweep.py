@@ -349,18 +349,26 @@ def _worker_run(task: _Task) -> dict[str, Any]:
 
 def run_sweep(path: str | Path, pm: "KmePluginManager", *, out_dir: str | Path | None = None, jobs: int = 1,
               overwrite: bool = False, progress: bool = False, quiet: bool = False, verbose: bool = False,
-              echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+              echo: Callable[[str], None] | None = None, ray: str | None = None) -> dict[str, Any]:
     """Run (or resume) sweep file ``path``; return the index written to ``sweep.json``.
 
     ``jobs``: 1 runs the points in this process; N > 1 in N worker processes (spawn). A sweep
     folder whose ``sweep.json`` describes another sweep is refused unless ``overwrite`` (which
     also re-runs finished points). ``echo`` gets one line per finished point. A point that
     fails does not stop the others: it is ``failed`` in the index (``counts.failed``), with its
-    error; the returned index also holds ``root``, the sweep folder."""
+    error; the returned index also holds ``root``, the sweep folder.
+
+    ``ray``: run the points as Ray tasks instead, on ``jobs`` actors (one model each):
+    ``"local"`` starts a local Ray instance, anything else is a cluster address
+    (``kme.sweep_ray``)."""
     from kme.pipeline.runner import lock_run_dir
 
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if ray is not None:
+        from kme.sweep_ray import _import_ray
+
+        _import_ray()  # before any folder is made: the error says how to install it
     say = echo or (lambda _s: None)
     sweep = load_sweep(path, pm)
     stem = Path(path).stem
@@ -399,8 +407,9 @@ def run_sweep(path: str | Path, pm: "KmePluginManager", *, out_dir: str | Path |
                     pass  # a damaged summary: run the point again
             entries.append(entry)
             resume = config_file.exists() and not overwrite
-            tasks.append(_Task(pt.index, pt.data, f"{sweep.source} [{pt.folder}]", str(rd), resume,
-                               overwrite and config_file.exists(), quiet, verbose, progress and jobs == 1))
+            tasks.append(_Task(pt.index, pt.data, f"{sweep.source} [{pt.folder}]", str(rd.resolve() if ray is not None else rd), resume,
+                               overwrite and config_file.exists(), quiet, verbose,
+                               progress and jobs == 1 and ray is None))
         _write_json(index, _index_doc(sweep, entries))
         done = len(entries) - len(tasks)
         if done:
@@ -423,7 +432,12 @@ def run_sweep(path: str | Path, pm: "KmePluginManager", *, out_dir: str | Path |
 
         # points that share a model spec run one after another: each worker reloads rarely
         tasks.sort(key=lambda t: (json.dumps(t.data.get("model"), sort_keys=True, default=str), t.index))
-        if tasks and jobs == 1:
+        if tasks and ray is not None:
+            from kme.sweep_ray import run_on_ray
+
+            entry_points, extra = _plugin_recipe(pm)
+            run_on_ray(tasks, address=ray, workers=jobs, entry=entry_points, extra=extra, root=root, record=record)
+        elif tasks and jobs == 1:
             cache = _ModelCache()
             for t in tasks:
                 record(_run_point(t, pm, cache))
