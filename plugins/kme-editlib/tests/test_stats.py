@@ -92,3 +92,27 @@ def test_bad_corpus_and_sample_count_are_clear_errors(tmp_path):
         S.key_second_moments(m, [0], corpus="wikipedia", samples=5, cache_dir=tmp_path)
     with pytest.raises(KmeError, match="layer 7 does not exist"):
         S.key_second_moments(m, [7], corpus="factworld", samples=5, cache_dir=tmp_path)
+
+
+def test_loaded_statistics_are_kept_between_edits(monkeypatch, tmp_path, corpus_file):
+    """The second request for cached statistics returns the tensor kept in memory (no file
+    read); a tensor modified in place, or a budget of 0, reads the file again."""
+    m = tiny_model("gpt2")
+    S.clear_kept()
+
+    def get():
+        return S.key_second_moments(m, [0], corpus=corpus_file, samples=8, cache_dir=tmp_path / "c",
+                                    progress=False)[0]
+
+    first = get().clone()
+    reads = []
+    real = S.load_stats
+    monkeypatch.setattr(S, "load_stats", lambda *a, **k: reads.append(1) or real(*a, **k))
+    a, b = get(), get()
+    assert len(reads) == 1 and a is b and torch.equal(a, first)
+    b.mul_(2)  # a caller that changed it in place does not hand the change to the next one
+    assert torch.equal(get(), first) and len(reads) == 2
+    monkeypatch.setenv(S.ENV_STATS_MEMORY, "0")
+    S.clear_kept()
+    get(), get()
+    assert len(reads) == 4

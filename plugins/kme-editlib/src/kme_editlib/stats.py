@@ -19,7 +19,9 @@ returned by :func:`key_second_moments` was read from.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -165,7 +167,7 @@ def key_second_moments(model: "EditedModel", layers: list[int], *, corpus: str =
     for layer in layers:
         p = stats_path(root, keys[layer])
         if p.is_file():
-            out[layer] = load_stats(p, model, layer, keys[layer])[0].to(dtype)
+            out[layer] = _load_kept(p, model, layer, keys[layer], dtype)
         else:
             missing.append(layer)
     if missing:
@@ -181,6 +183,51 @@ def key_second_moments(model: "EditedModel", layers: list[int], *, corpus: str =
                      "files": {str(layer): str(stats_path(root, keys[layer])) for layer in layers},
                      "computed_layers": missing, **timing})
     return out
+
+
+#: most megabytes of loaded statistics kept in memory between edits (``KME_STATS_MEMORY_MB``);
+#: 0 reloads the file every time
+ENV_STATS_MEMORY = "KME_STATS_MEMORY_MB"
+_KEPT: "OrderedDict[tuple, tuple[torch.Tensor, int]]" = OrderedDict()
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept_budget() -> int:
+    try:
+        return max(0, int(os.environ.get(ENV_STATS_MEMORY, "4096"))) * 2**20
+    except ValueError:
+        return 4096 * 2**20
+
+
+def _load_kept(p: Path, model: "EditedModel", layer: int, key: StatsKey, dtype: torch.dtype) -> torch.Tensor:
+    """``C`` from file ``p``, kept in memory (least recently used first out, within
+    ``KME_STATS_MEMORY_MB``) so that editing one fact after another does not re-read a d_ff²
+    matrix per edit -- nor re-digest it for the factor cache, which remembers digests per
+    tensor. A kept tensor modified in place since is read again."""
+    st = p.stat()
+    k = (str(p), st.st_mtime_ns, st.st_size, dtype)
+    with _KEPT_LOCK:
+        hit = _KEPT.get(k)
+        if hit is not None and hit[0]._version == hit[1]:
+            _KEPT.move_to_end(k)
+            return hit[0]
+    cov = load_stats(p, model, layer, key)[0].to(dtype)
+    budget = _kept_budget()
+    size = cov.numel() * cov.element_size()
+    if size <= budget:
+        with _KEPT_LOCK:
+            _KEPT[k] = (cov, cov._version)
+            total = sum(t.numel() * t.element_size() for t, _ in _KEPT.values())
+            while total > budget and len(_KEPT) > 1:
+                _, (old, _v) = _KEPT.popitem(last=False)
+                total -= old.numel() * old.element_size()
+    return cov
+
+
+def clear_kept() -> None:
+    """Forget the statistics kept in memory (the files stay)."""
+    with _KEPT_LOCK:
+        _KEPT.clear()
 
 
 class _Enough(Exception):
