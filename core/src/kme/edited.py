@@ -527,10 +527,11 @@ class EditedModel:
             ids, mask = pad_sequences([seqs[i][0] + seqs[i][1] for i in idx], pad, dev, width=max(widths[start:stop]))
             logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
+            at = logp.device  # with a device_map the logits live where the LM head is, not at the inputs
             for r, i in enumerate(idx):
                 pid, tid = seqs[i]
-                pos = torch.arange(len(pid) - 1, len(pid) - 1 + len(tid), device=dev)
-                tgt = torch.tensor(tid, device=dev)
+                pos = torch.arange(len(pid) - 1, len(pid) - 1 + len(tid), device=at)
+                tgt = torch.tensor(tid, device=at)
                 lp = logp[r, pos].gather(-1, tgt[:, None])[:, 0]
                 pred = logp[r, pos].argmax(-1)
                 out[i] = TargetScore(float(lp.sum()), lp.tolist(), (pred == tgt).tolist(), tid, pred.tolist())
