@@ -97,13 +97,22 @@ def run(ctx: click.Context, pipeline: str, overrides: tuple[str, ...], out_dir: 
 @click.pass_context
 def validate(ctx: click.Context, pipeline: str, overrides: tuple[str, ...]) -> None:
     """Validate PIPELINE (with optional KEY=VALUE overrides) against the installed plugins
-    without loading any model."""
+    without loading any model. A sweep file is validated point by point."""
     from kme.models.loading import check_model_devices
     from kme.overrides import blame_overrides
     from kme.pipeline import load_pipeline, validate_components
 
     from kme.pipeline.spec import PipelineErrors
 
+    if _is_sweep_file(pipeline):
+        from kme.sweep import load_sweep
+
+        if overrides:
+            raise KmeError(f"{pipeline} is a sweep file: overrides apply to pipelines",
+                           hint="put the values in the sweep's grid or points")
+        sw = load_sweep(pipeline, _pm(ctx))  # every point validated, all problems listed
+        click.echo(f"{pipeline}: valid sweep ({len(sw.points)} point(s))")
+        return
     spec = load_pipeline(pipeline, list(overrides))
     errors: list[KmeError] = []
     try:
@@ -124,6 +133,18 @@ def validate(ctx: click.Context, pipeline: str, overrides: tuple[str, ...]) -> N
     with_ov = f" with {len(overrides)} override(s)" if overrides else ""
     click.echo(f"{pipeline}: valid{with_ov} ({len(spec.editors)} editor(s), {len(spec.metrics)} metric(s), "
                f"dataset {spec.dataset.name!r}, model {spec.model.name!r})")
+
+def _is_sweep_file(path: str) -> bool:
+    """A YAML mapping with ``base`` and no ``model``: a sweep file, not a pipeline."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False  # load_pipeline reports it
+    return isinstance(doc, dict) and "base" in doc and "model" not in doc
+
 
 @click.command()
 @click.argument("sweep_file", metavar="SWEEP", type=click.Path(dir_okay=False))
