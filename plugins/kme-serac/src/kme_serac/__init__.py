@@ -3,8 +3,9 @@ al., ICML 2022, "Memory-Based Model Editing at Scale"; survey section 5.2.2, Eq.
 
 Edits are stored in a cache. A trained scope classifier decides, for each query, whether it
 falls in the scope of a cached edit; if it does, a trained counterfactual model answers it
-given that edit, otherwise the base model answers. ``kme serac train`` trains both on a
-dataset's train split and writes the checkpoint the ``serac`` editor loads.
+given that edit, otherwise the base model answers. ``kme train serac`` (alias
+``kme serac train``) trains both on a dataset's train split and writes the checkpoint the
+``serac`` editor loads; it is bound to the base model it was trained from.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""``kme serac train``: train SERAC's scope classifier and counterfactual model."""
+"""``kme serac train``: an alias of ``kme train serac`` that keeps SERAC's own options."""
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import click
 
@@ -14,39 +14,34 @@ def serac() -> None:
     """SERAC: train the scope classifier and counterfactual model an editor checkpoint holds."""
 
 
-@serac.command("train")
+@serac.command("train", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_name", required=True, help="Base model (alias, local path or hub id).")
 @click.option("--dataset", "dataset_name", required=True, help="Registered dataset whose train split is used.")
 @click.option("--dataset-params", default="{}", help="JSON object of the dataset's params.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Checkpoint folder.")
-@click.option("--classifier-steps", type=int, default=None, help="Scope classifier steps.")
-@click.option("--counterfactual-steps", type=int, default=None, help="Counterfactual model steps.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Checkpoint folder (default: trained/serac-<model>).")
+@click.option("--classifier-steps", type=int, default=None, help="Scope classifier steps (param classifier_steps).")
+@click.option("--counterfactual-steps", type=int, default=None,
+              help="Counterfactual model steps (param counterfactual_steps).")
+@click.option("--params", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Further editor params (YAML values), e.g. batch_size=16.")
 @click.option("--limit", type=int, default=None, help="Use at most this many training requests.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(model_name: str, dataset_name: str, dataset_params: str, out_dir: str, classifier_steps: int | None,
-          counterfactual_steps: int | None, limit: int | None, seed: int) -> None:
-    """Train on DATASET's train split, starting from MODEL's weights; write --out."""
-    import kme
-    from kme import ConfigError
+@click.option("--resume", is_flag=True, help="Continue an interrupted training in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace a checkpoint already in --out.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("-q", "--quiet", is_flag=True, help="Print results and errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="Print info-level events too.")
+@click.pass_context
+def train(ctx: click.Context, classifier_steps: int | None, counterfactual_steps: int | None,
+          params: tuple[str, ...], **options: Any) -> None:
+    """Train on DATASET's train split, starting from MODEL's weights; write --out.
 
-    from kme_serac.training import TrainConfig, train_serac
-
-    try:
-        dparams = json.loads(dataset_params)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--dataset-params is not valid JSON ({e})", hint='e.g. --dataset-params \'{"seed": 1}\'') \
-            from None
-    pm = kme.build_plugin_manager()
-    model = kme.load_model(model_name, pm)
-    ds = pm.datasets.get(dataset_name, where="--dataset")(dparams)
-    reqs = list(ds.train_requests())
-    if limit:
-        reqs = reqs[:limit]
-    cfg = TrainConfig(seed=seed)
-    if classifier_steps is not None:
-        cfg.classifier_steps = classifier_steps
-    if counterfactual_steps is not None:
-        cfg.counterfactual_steps = counterfactual_steps
-    record = train_serac(model, reqs, out_dir, cfg, log=lambda s: click.echo(s, err=True))
-    click.echo(json.dumps({k: record[k] for k in ("training", "held_out") if k in record}, indent=2))
-    click.echo(f"checkpoint: {out_dir}")
+    The same as `kme train serac` (see `kme train --help`)."""
+    extra = [f"classifier_steps={classifier_steps}"] if classifier_steps is not None else []
+    extra += [f"counterfactual_steps={counterfactual_steps}"] if counterfactual_steps is not None else []
+    root = ctx.find_root()
+    command = root.command.get_command(root, "train") if isinstance(root.command, click.Group) else None
+    if command is None:  # pragma: no cover - the kernel always has it
+        raise click.UsageError("this kme has no `kme train` command; update kme-core")
+    ctx.invoke(command, editor_name="serac", params=(*extra, *params), **options)

@@ -13,7 +13,7 @@ from kme import ConfigError
 
 from kme_memlib.memory import MemoryEditor
 from kme_serac.checkpoint import SeracCheckpoint
-from kme_serac.training import edit_descriptor
+from kme_serac.training import TrainConfig, edit_descriptor
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditHandle, EditRequest, Location, MemoryHit
@@ -21,9 +21,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SeracEditor", "SeracParams"]
 
 
-class SeracParams(kme.Params):
-    checkpoint: str | None = Field(None, description="folder written by `kme serac train` (scope classifier + "
-                                                     "counterfactual model)")
+class SeracParams(kme.Params, TrainConfig):
+    """Where the trained models are and how queries are routed; the training settings
+    (``classifier_steps``, ...; :class:`~kme_serac.training.TrainConfig`) apply when the editor
+    is trained (``kme train serac``, or ``kme run`` with no checkpoint)."""
+
+    checkpoint: str | None = Field(None, description="folder written by `kme train serac` (scope classifier + "
+                                                     "counterfactual model, for this base model)")
     threshold: float | None = Field(None, gt=0, lt=1, description="least scope probability that routes a query "
                                                                   "(default: the checkpoint's, 0.5)")
     candidates: int = Field(16, ge=1, description="cached edits, nearest by TF-IDF first, that the scope "
@@ -42,20 +46,23 @@ class SeracEditor(MemoryEditor):
         p: SeracParams = self.params  # type: ignore[assignment]
         if not p.checkpoint:
             raise ConfigError("SERAC needs a trained checkpoint", where="editor 'serac' params.checkpoint",
-                              hint="train one with `kme serac train --model MODEL --dataset DATASET --out DIR` "
+                              hint="train one with `kme train serac --model MODEL --dataset DATASET --out DIR` "
                                    "and pass checkpoint: DIR (`kme run` trains one on the dataset's train "
                                    "split when none is named)")
-        return SeracCheckpoint.load(p.checkpoint, model.pm)
+        return SeracCheckpoint.load(p.checkpoint, model)
 
     def is_trained(self) -> bool:
         return bool(self.params.checkpoint)  # type: ignore[attr-defined]
 
     def train(self, model: "EditedModel", requests: list["EditRequest"], out_dir: str) -> dict[str, Any]:
-        """What ``kme serac train`` does with its defaults: the runner calls it when a pipeline
-        names no checkpoint, so ``editors: [serac]`` works on a dataset with a train split."""
-        from kme_serac.training import TrainConfig, train_serac
+        """Train both models with this editor's training params into ``out_dir`` (resuming
+        from its ``train-state.pt`` when there is one): ``kme train serac`` calls it, and the
+        runner when a pipeline names no checkpoint, so ``editors: [serac]`` works on a dataset
+        with a train split."""
+        from kme_serac import training
 
-        train_serac(model, requests, out_dir, TrainConfig())
+        cfg = TrainConfig(**self.params.model_dump(include=set(TrainConfig.model_fields)))
+        training.train_serac(model, requests, out_dir, cfg)
         return {"checkpoint": out_dir}
 
     def apply(self, model: "EditedModel", requests: list["EditRequest"],

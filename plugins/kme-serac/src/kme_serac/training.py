@@ -17,9 +17,10 @@ never trained.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import random
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -28,9 +29,22 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+import kme
 from kme import ConfigError, join_target, pad_sequences
 
-from kme_serac.checkpoint import CLASSIFIER_FORMAT, CONTEXT_FORMAT, EDIT_FORMAT, FORMAT_VERSION, SeracCheckpoint
+from kme_serac.checkpoint import (
+    CLASSIFIER,
+    CLASSIFIER_FORMAT,
+    CONTEXT_FORMAT,
+    COUNTERFACTUAL,
+    EDIT_FORMAT,
+    EDITOR,
+    FORMAT_VERSION,
+    SeracCheckpoint,
+    new_classifier,
+    new_counterfactual,
+    state_tensors,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -41,16 +55,21 @@ __all__ = ["TrainConfig", "train_serac", "edit_descriptor", "scope_pairs"]
 
 
 class TrainConfig(BaseModel):
+    """SERAC's training settings; the ``serac`` editor's params of the same names set them
+    (``kme train serac --params classifier_steps=500``)."""
+
     model_config = ConfigDict(extra="forbid")
-    classifier_steps: int = Field(2500, ge=0)
-    classifier_lr: float = Field(5e-4, gt=0)
-    counterfactual_steps: int = Field(1500, ge=0)
-    counterfactual_lr: float = Field(3e-4, gt=0)
-    batch_size: int = Field(32, ge=1)
-    negatives_per_positive: int = Field(1, ge=1)
-    holdout: float = Field(0.1, ge=0, lt=1, description="share of training requests kept aside to measure the "
-                                                        "trained models")
-    seed: int = 0
+    classifier_steps: int = Field(2500, ge=0, description="training: scope classifier AdamW steps")
+    classifier_lr: float = Field(5e-4, gt=0, description="training: scope classifier learning rate")
+    counterfactual_steps: int = Field(1500, ge=0, description="training: counterfactual model AdamW steps")
+    counterfactual_lr: float = Field(3e-4, gt=0, description="training: counterfactual model learning rate")
+    batch_size: int = Field(32, ge=1, description="training: examples per step")
+    negatives_per_positive: int = Field(1, ge=1, description="training: out-of-scope pairs per in-scope pair "
+                                                             "in a classifier batch")
+    holdout: float = Field(0.1, ge=0, lt=1, description="training: share of training subjects kept aside to "
+                                                        "measure the trained models")
+    seed: int = Field(0, description="training: seed of the hold-out split, batch sampling and initialisation")
+    save_every: int = Field(200, ge=1, description="training: steps between saves of the resumable state")
 
 
 def edit_descriptor(r: "EditRequest") -> str:
@@ -92,12 +111,23 @@ def _hold_out(reqs: list["EditRequest"], share: float, rng: random.Random) -> tu
     return [r for r in reqs if r.subject not in held], [r for r in reqs if r.subject in held]
 
 
+def _run_key(base: "EditedModel", requests: list["EditRequest"], cfg: TrainConfig) -> str:
+    """What a saved training state must match to be resumed: the base model, the settings
+    (all but how often to save) and the training requests."""
+    h = hashlib.sha256(json.dumps([base.base_fingerprint, cfg.model_dump(exclude={"save_every"}),
+                                   [r.model_dump(mode="json") for r in requests]], sort_keys=True,
+                                  default=str).encode())
+    return h.hexdigest()[:24]
+
+
 def train_serac(base: "EditedModel", requests: list["EditRequest"], out: str | Path, cfg: TrainConfig | None = None,
                 log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Train the scope classifier and the counterfactual model from ``base`` on ``requests``
-    (a train split) and save a checkpoint folder to ``out``; returns the training record."""
+    (a train split) and write a checkpoint folder (``kme.save_trained``) to ``out``; returns
+    the manifest. Every ``save_every`` steps, and on an interrupt, the progress goes to
+    ``out/train-state.pt``; a call on the same ``out`` with the same base, settings and
+    requests continues from it (another run's state is refused)."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     cfg = cfg or TrainConfig()
     if not requests:
@@ -105,62 +135,87 @@ def train_serac(base: "EditedModel", requests: list["EditRequest"], out: str | P
     if not any(r.paraphrase_prompts or r.neighborhood for r in requests):
         raise ConfigError("the training requests have no paraphrases or neighbourhood prompts; SERAC's scope "
                           "classifier cannot learn what is in and out of scope from them")
+    out = Path(out)
+    key = _run_key(base, requests, cfg)
+    state = kme.load_train_state(out)
+    if state is not None and state.get("run") != key:
+        raise ConfigError(f"{str(out / 'train-state.pt')!r} holds the progress of another SERAC training run "
+                          "(another base model, other settings or other training requests)", where=str(out),
+                          hint="train into another --out, or start this one over with --overwrite")
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     train_reqs, held_reqs = _hold_out(requests, cfg.holdout, rng)
     pos, neg = scope_pairs(train_reqs, rng)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     t0 = time.perf_counter()
+    prior = float(state.get("seconds", 0.0)) if state is not None else 0.0
     with base.suspended():  # start both models from the unedited base weights
-        src = tmp / "base"
-        base.model.save_pretrained(str(src))
-        base.tokenizer.save_pretrained(str(src))
-    tok = base.tokenizer
+        with torch.random.fork_rng(devices=[]):  # their random init is overwritten: draw nothing
+            clf = new_classifier(base)
+            cf = new_counterfactual(base)
+        clf.base_model.load_state_dict(base.model.base_model.state_dict())
+        cf.load_state_dict(base.model.state_dict())
+    for child in clf.children():  # the one-logit head: initialised as from_pretrained initialises it
+        if child is not clf.base_model:
+            clf._init_weights(child)
+    tok = copy.deepcopy(base.tokenizer)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    done: dict[str, Any] = {}  # finished phases: their weights and final loss
+    if state is not None:
+        done = state["done"]
+        log(f"resuming from {out / 'train-state.pt'} ({state['phase']} step {state['fit']['step']})"
+            if state.get("fit") else f"resuming from {out / 'train-state.pt'}")
+
+    def saver(phase: str) -> Callable[[dict[str, Any]], None]:
+        return lambda fit: kme.save_train_state(out, {"run": key, "phase": phase, "fit": fit, "done": done,
+                                                      "seconds": prior + time.perf_counter() - t0})
+
+    def resumed(phase: str) -> dict[str, Any] | None:
+        return state["fit"] if state is not None and state.get("phase") == phase else None
 
     # -- scope classifier -------------------------------------------------------------------
-    clf = AutoModelForSequenceClassification.from_pretrained(str(src), num_labels=1)
-    clf.config.pad_token_id = tok.pad_token_id
-    clf_loss = _train_classifier(clf, tok, pos, neg, cfg, rng, log)
-    clf.save_pretrained(str(tmp / "classifier"))
-    tok.save_pretrained(str(tmp / "classifier"))
+    if "classifier" in done:
+        clf.load_state_dict(done["classifier"]["weights"])
+        rng.setstate(done["classifier"]["rng"])
+        torch.set_rng_state(done["classifier"]["torch_rng"])
+    else:
+        clf_loss = _train_classifier(clf, tok, pos, neg, cfg, rng, log, resumed("classifier"), saver("classifier"))
+        done["classifier"] = {"weights": clf.state_dict(), "loss": clf_loss, "rng": rng.getstate(),
+                              "torch_rng": torch.get_rng_state()}
+        kme.save_train_state(out, {"run": key, "phase": "counterfactual", "fit": None, "done": done,
+                                   "seconds": prior + time.perf_counter() - t0})
 
     # -- counterfactual model ---------------------------------------------------------------
-    from transformers import AutoModelForCausalLM
+    cf_loss = _train_counterfactual(cf, tok, pos, cfg, rng, log, resumed("counterfactual"),
+                                    saver("counterfactual"))
 
-    cf = AutoModelForCausalLM.from_pretrained(str(src))
-    cf_loss = _train_counterfactual(cf, tok, pos, cfg, rng, log)
-    cf.save_pretrained(str(tmp / "counterfactual"))
-    tok.save_pretrained(str(tmp / "counterfactual"))
-    shutil.rmtree(src)
-
-    record: dict[str, Any] = {
+    config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
+        "edit_format": EDIT_FORMAT,
         "classifier_format": CLASSIFIER_FORMAT,
         "context_format": CONTEXT_FORMAT,
         "threshold": 0.5,
-        "base_model": {"source": base.source, "fingerprint": base.base_fingerprint},
-        "training": {**cfg.model_dump(), "requests": len(train_reqs), "held_out_requests": len(held_reqs),
-                     "in_scope_pairs": len(pos), "out_of_scope_pairs": len(neg),
-                     "classifier_final_loss": clf_loss, "counterfactual_final_loss": cf_loss,
-                     "seconds": round(time.perf_counter() - t0, 1)},
+        "training": cfg.model_dump(),
     }
-    (tmp / "serac.json").write_text(json.dumps(record, indent=2))
+    metrics: dict[str, Any] = {
+        "requests": len(train_reqs), "held_out_requests": len(held_reqs), "in_scope_pairs": len(pos),
+        "out_of_scope_pairs": len(neg), "classifier_final_loss": done["classifier"]["loss"],
+        "counterfactual_final_loss": cf_loss,
+        "seconds": round(prior + time.perf_counter() - t0, 1),
+    }
     if held_reqs:
-        ck = SeracCheckpoint.load(tmp, base.pm)
-        record["held_out"] = _measure(ck, held_reqs, rng, base.pm)
-        SeracCheckpoint.forget(tmp)
-        (tmp / "serac.json").write_text(json.dumps(record, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+        ck = SeracCheckpoint.from_modules(out, config, base, clf, cf)
+        metrics["held_out"] = _measure(ck, held_reqs, rng, base.pm)
+    tensors = {**state_tensors(clf, CLASSIFIER), **state_tensors(cf, COUNTERFACTUAL)}
+    kme.save_trained(out, editor=EDITOR, model=base, tensors=tensors, config=config, metrics=metrics)
+    kme.clear_train_state(out)
     SeracCheckpoint.forget(out)
-    return record
+    return kme.read_trained_manifest(out)
 
 
 def _train_classifier(clf: "torch.nn.Module", tok: Any, pos: list, neg: list, cfg: TrainConfig,
-                      rng: random.Random, log: Callable[[str], None]) -> float | None:
+                      rng: random.Random, log: Callable[[str], None], resume: dict[str, Any] | None = None,
+                      save: Callable[[dict[str, Any]], None] | None = None) -> float | None:
     import torch
 
     half = max(1, cfg.batch_size // (1 + cfg.negatives_per_positive))
@@ -177,13 +232,15 @@ def _train_classifier(clf: "torch.nn.Module", tok: Any, pos: list, neg: list, cf
     side = tok.padding_side
     tok.padding_side = "right"
     try:
-        return _fit(clf, cfg.classifier_lr, cfg.classifier_steps, batch_loss, log, "scope classifier")
+        return _fit(clf, cfg.classifier_lr, cfg.classifier_steps, batch_loss, log, "scope classifier", rng,
+                    cfg.save_every, resume, save)
     finally:
         tok.padding_side = side
 
 
 def _train_counterfactual(cf: "torch.nn.Module", tok: Any, pos: list, cfg: TrainConfig, rng: random.Random,
-                          log: Callable[[str], None]) -> float | None:
+                          log: Callable[[str], None], resume: dict[str, Any] | None = None,
+                          save: Callable[[dict[str, Any]], None] | None = None) -> float | None:
     import torch
 
     def batch_loss() -> "torch.Tensor":
@@ -201,23 +258,43 @@ def _train_counterfactual(cf: "torch.nn.Module", tok: Any, pos: list, cfg: Train
         return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                                                  ignore_index=-100)
 
-    return _fit(cf, cfg.counterfactual_lr, cfg.counterfactual_steps, batch_loss, log, "counterfactual model")
+    return _fit(cf, cfg.counterfactual_lr, cfg.counterfactual_steps, batch_loss, log, "counterfactual model", rng,
+                cfg.save_every, resume, save)
 
 
 def _fit(module: "torch.nn.Module", lr: float, steps: int, batch_loss: Callable[[], "torch.Tensor"],
-         log: Callable[[str], None], what: str) -> float | None:
+         log: Callable[[str], None], what: str, rng: random.Random | None = None, save_every: int = 0,
+         resume: dict[str, Any] | None = None, save: Callable[[dict[str, Any]], None] | None = None) -> float | None:
     """``steps`` AdamW steps (no weight decay, gradients clipped to norm 1) on every parameter
     of ``module`` in train mode, each on a fresh ``batch_loss()``; eval mode after. Returns the
-    loss's moving average (``None`` without steps)."""
+    loss's moving average (``None`` without steps).
+
+    ``save(fit)`` receives the resumable state (step, weights, optimiser, moving average, the
+    sampling and torch RNGs) every ``save_every`` steps and on an interrupt; ``resume`` is such
+    a state to continue from, so that a resumed fit ends where an uninterrupted one would."""
     import torch
 
     if steps == 0:
         return None
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0)
-    module.train()
     ema = None
+    start = 0
+    if resume is not None:
+        module.load_state_dict(resume["weights"])
+        opt.load_state_dict(resume["optimizer"])
+        ema, start = resume["ema"], resume["step"]
+        if rng is not None:
+            rng.setstate(resume["rng"])
+        torch.set_rng_state(resume["torch_rng"])
+
+    def snapshot(step: int) -> dict[str, Any]:
+        return {"step": step, "weights": module.state_dict(), "optimizer": opt.state_dict(), "ema": ema,
+                "rng": rng.getstate() if rng is not None else None, "torch_rng": torch.get_rng_state()}
+
+    module.train()
+    completed = start
     try:
-        for step in range(1, steps + 1):
+        for step, bar in kme.train_progress(steps, desc=f"SERAC {what}", start=start):
             loss = batch_loss()
             opt.zero_grad()
             loss.backward()
@@ -225,8 +302,16 @@ def _fit(module: "torch.nn.Module", lr: float, steps: int, batch_loss: Callable[
             opt.step()
             lv = float(loss.detach())
             ema = lv if ema is None else 0.95 * ema + 0.05 * lv
-            if step % 100 == 0 or step == steps:
-                log(f"{what} step {step}/{steps} loss {ema:.4f}")
+            completed = step + 1
+            bar.set_postfix(loss=f"{ema:.4f}")
+            if (step + 1) % 100 == 0 or step + 1 == steps:
+                log(f"{what} step {step + 1}/{steps} loss {ema:.4f}")
+            if save is not None and save_every and (step + 1) % save_every == 0 and step + 1 < steps:
+                save(snapshot(completed))
+    except KeyboardInterrupt:  # keep what was done: the next call on the same folder resumes
+        if save is not None:
+            save(snapshot(completed))
+        raise
     finally:
         module.eval()
     return round(ema, 5) if ema is not None else None
