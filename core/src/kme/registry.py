@@ -24,24 +24,34 @@ _PROVIDERS: dict[str, dict[str, str]] = {
     "kme-causal-tracing": {"locator": "causal-tracing"},
     "kme-datasets": {"dataset": "bias-in-bios convsent counterfact ecbd fever hallucination knowedit mcf mquake "
                                 "nq-situatedqa pararel scotus trex vitaminc wikigen zsre"},
+    "kme-editable-training": {"editor": "editable-training", "preset": "editable-training/factworld"},
+    "kme-f-learning": {"editor": "f-learning", "preset": "f-learning/factworld"},
     "kme-factworld": {"dataset": "factworld", "model alias": "factworld", "corpus": "factworld",
                       "preset": "alphaedit/factworld grace/factworld ike/factworld memit/factworld pmet/factworld "
                                 "rome/factworld"},
-    "kme-ftl": {"editor": "ft-l"},
+    "kme-ft-l": {"editor": "ft-l", "preset": "ft-l/factworld"},
+    "kme-ft-m": {"editor": "ft-m", "preset": "ft-m/factworld"},
+    "kme-ftl": {"editor": "ft-l-demo"},
     "kme-grace": {"editor": "grace"},
     "kme-ike": {"editor": "ike"},
+    "kme-ke": {"editor": "ke", "preset": "ke/factworld"},
+    "kme-kgeditor": {"editor": "kgeditor", "preset": "kgeditor/factworld"},
     "kme-kn": {"editor": "kn", "locator": "knowledge-neurons"},
     "kme-language-patch": {"editor": "language-patch"},
     "kme-mello": {"editor": "mello"},
     "kme-memit": {"editor": "memit", "preset": "memit/gpt-j-6b memit/gpt2-xl memit/llama3-8b"},
     "kme-memprompt": {"editor": "memprompt"},
+    "kme-mend": {"editor": "mend", "preset": "mend/factworld"},
     "kme-metrics": {"metric": "accuracy consistency efficacy_magnitude efficacy_score fluency generality locality "
                               "multihop_accuracy neighborhood_magnitude neighborhood_score paraphrase_magnitude "
                               "paraphrase_score portability retainability scalability scalability_relative "
                               "token_accuracy"},
     "kme-pmet": {"editor": "pmet", "preset": "pmet/gpt-j-6b pmet/gpt2-xl pmet/llama3-8b"},
+    "kme-ppa": {"editor": "ppa"},
+    "kme-recadam": {"editor": "recadam", "preset": "recadam/factworld"},
     "kme-rome": {"editor": "rome", "preset": "rome/gpt-j-6b rome/gpt2-xl rome/llama3-8b"},
     "kme-serac": {"editor": "serac"},
+    "kme-slag": {"editor": "slag", "preset": "slag/factworld"},
     "kme-t-patcher": {"editor": "t-patcher"},
 }
 

@@ -1,4 +1,9 @@
-"""The FT-L editor: projected gradient descent on the edited facts' negative log-likelihood."""
+"""A small FT-L editor: projected gradient descent on the edited facts' negative log-likelihood.
+
+The worked example of a third-party plugin made from ``contrib/kme-plugin-template``; it is
+registered as ``ft-l-demo``. kme's own FT-L, with the released code's loss and options, is
+the ``ft-l`` editor of the ``kme-ft-l`` plugin.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ class FTLParams(kme.Params):
 
 
 class FTLEditor(kme.Editor):
-    name = "ft-l"
-    description = "constrained fine-tuning of MLP output weights inside an L-infinity ball (Zhu et al., 2020)"
+    name = "ft-l-demo"
+    description = "worked plugin example: constrained fine-tuning of MLP output weights in an L-infinity ball"
     Params = FTLParams
     capabilities = kme.Capabilities(kind="parametric", batch=True, sequential=True)
 
