@@ -136,13 +136,18 @@ def validate(ctx: click.Context, pipeline: str, overrides: tuple[str, ...]) -> N
 
 def _is_sweep_file(path: str) -> bool:
     """A YAML mapping with ``base`` and no ``model``: a sweep file, not a pipeline."""
+    import re
+
     import yaml
 
     try:
         with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return False  # load_pipeline reports it
+            text = f.read()
+        if not re.search(r"^base\s*:", text, re.M):  # cheap: most files are pipelines, parsed once later
+            return False
+        doc = yaml.safe_load(text)
+    except Exception:  # noqa: BLE001 - unreadable or malformed: load_pipeline reports it precisely
+        return False
     return isinstance(doc, dict) and "base" in doc and "model" not in doc
 
 
