@@ -114,6 +114,29 @@ def test_first_edit_installs_the_meta_trained_base_and_undo_restores_the_origina
     assert all(torch.equal(original[k], v) for k, v in _state(m).items())
 
 
+class _Nudge(kme.Editor):
+    """Adds 0.01 to one weight: another editor's change that installing must keep."""
+
+    name = "nudge"
+    weight = "transformer.h.0.mlp.c_fc.weight"
+
+    def apply(self, model, requests, location=None):  # type: ignore[no-untyped-def]
+        h = model.new_handle(self, requests)
+        h.add_delta(self.weight, torch.full(tuple(model.parameter(self.weight).shape), 0.01))
+        return h
+
+
+def test_installing_keeps_other_editors_changes(pm):
+    m = tiny_model("gpt2", pm)
+    meta = kme.load_trained(tiny_checkpoint(), editor=NAME, model=m).tensors[f"base.{_Nudge.weight}"]
+    m.edit(_Nudge(), default_requests()[:1])
+    nudged = _state(m)
+    m.edit(NAME, default_requests()[1:2], {"checkpoint": str(tiny_checkpoint()), "steps": 0})
+    assert torch.allclose(m.parameter(_Nudge.weight).detach(), meta + 0.01, atol=1e-6)
+    m.undo(m.stack[-1])
+    assert all(torch.equal(nudged[k], v) for k, v in _state(m).items())
+
+
 def test_checkpoint_of_another_base_is_refused(pm):
     other = tiny_model("gpt2", pm, seed=1)
     with pytest.raises(kme.ConfigError, match="another base model"):

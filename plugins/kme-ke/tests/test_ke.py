@@ -4,16 +4,12 @@ after an interruption, params errors, and edits that take on the fact world."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 import kme
-from kme.conformance import default_requests
+from kme.conformance import EditorConformance, default_requests
 from kme.testing import tiny_model
-
-from kme.conformance import EditorConformance
 
 from kme_hyperlib.ke_testing import TINY_TRAINING, tiny_train_requests, train_tiny
 

@@ -224,3 +224,13 @@ def test_params_the_model_cannot_take_are_refused(pm, params, where):
     with pytest.raises(KmeError):
         m.edit(editor, default_requests()[:1])
     assert m.stack == []
+
+
+def test_a_module_peft_refuses_leaves_the_model_unwrapped(pm):
+    m = tiny_model("gpt2", pm)
+    modules = [(n, type(x)) for n, x in m.model.named_modules()]
+    settings = LoraSettings(rank=2, alpha=8, dropout=0.1, lr=1e-2, weight_decay=0.01, epochs=1, batch_size=2,
+                            stop_loss=0.0, seed=0)
+    with pytest.raises(KmeError, match="peft cannot put LoRA modules"):
+        train_adapter(m, [m.layout.name(0, "mlp_in"), m.layout.name(0, "ln_attn")], default_requests(), settings)
+    assert [(n, type(x)) for n, x in m.model.named_modules()] == modules

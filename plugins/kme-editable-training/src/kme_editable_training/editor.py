@@ -3,9 +3,10 @@ with the learned few-step gradient descent.
 
 Editable Training changes the base model itself, so the model that is edited is not the one
 the pipeline loaded. The first edit on a model installs the meta-trained weights as part of
-its own weight change (``handle.set_param`` on every meta-trained weight), together with the
-``k``-step edit; while that edit is applied, later edits (the sequential protocol) start from
-the weights as they are. Undoing the edit that installed them restores the original model bit
+its own weight change (every weight set to its meta-trained value, or the meta-training change
+added where another editor's edit already moved the weight), together with the ``k``-step
+edit; while that edit is applied, later edits (the sequential protocol) start from the weights
+as they are. Undoing the edit that installed them restores the original model bit
 for bit, and a patch carries them. ``steps: 0`` installs the meta-trained weights and edits
 nothing: the meta-trained model's own scores against the original's.
 """
@@ -24,6 +25,7 @@ from kme import ConfigError
 
 from kme_editable_training.training import EDITOR, EditableTrainConfig, sgd_edit, train_editable
 from kme_hyperlib.batches import edit_pairs, lm_batch
+from kme_hyperlib.checkpoints import check_loads, check_trained_layers, missing_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditHandle, EditRequest, Location
@@ -90,26 +92,16 @@ class EditableTrainingEditor(kme.Editor):
     def _checkpoint(self, model: "EditedModel") -> dict[str, Any]:
         p: EditableTrainingParams = self.params  # type: ignore[assignment]
         if not p.checkpoint:
-            raise ConfigError("Editable Training needs a meta-trained checkpoint",
-                              where=f"editor {EDITOR!r} params.checkpoint",
-                              hint=f"train one with `kme train {EDITOR} --model MODEL --dataset DATASET --out DIR` and "
-                                   "pass checkpoint: DIR (`kme run` trains one on the dataset's train split when none "
-                                   "is named)")
+            raise missing_checkpoint(EDITOR, "a meta-trained checkpoint")
         ck = load_meta_trained(p.checkpoint, model)
-        if p.layers is not None and [model.check_layer(x) for x in p.layers] != list(ck["config"]["layers"]):
-            raise ConfigError(f"layers {p.layers} differ from the checkpoint's {ck['config']['layers']}: the base was "
-                              "meta-trained for edits of those weights", where=f"editor {EDITOR!r} params.layers",
-                              hint="leave layers out, or train a checkpoint for these layers")
+        check_trained_layers(model, EDITOR, p.layers, ck["config"]["layers"],
+                             "the base was meta-trained for edits of those weights")
         return ck
 
     def check_model(self, model: "EditedModel") -> None:
         super().check_model(model)
         if self.params.checkpoint:  # type: ignore[attr-defined]
-            try:
-                self._checkpoint(model)
-            except ConfigError as e:
-                field = (e.where or "").split("params.")[-1] or "checkpoint"
-                raise ConfigError(e.message, where=field, hint=e.hint) from None
+            check_loads(lambda: self._checkpoint(model))
 
     def train(self, model: "EditedModel", requests: list["EditRequest"], out_dir: str) -> dict[str, Any]:
         """Meta-train the base on ``requests`` (a train split) into ``out_dir``, resuming a
@@ -125,6 +117,21 @@ class EditableTrainingEditor(kme.Editor):
         return any(h.editor_name == self.name and (h.meta.get(EDITOR) or {}).get("installs_base")
                    and (h.meta.get(EDITOR) or {}).get("checkpoint") == ck["path"] for h in model.stack)
 
+    @staticmethod
+    def _meta_changes(model: "EditedModel", ck: dict[str, Any]) -> dict[str, torch.Tensor | None]:
+        """Per meta-trained weight: ``meta - original`` (float32) when other edits have moved the
+        weight, so installing keeps their changes; ``None`` when it is still the original's
+        (the meta-trained value is then set exactly)."""
+        names = list(ck["base"])
+        moved = [n for n in names if any(n in h.deltas for h in model.stack)]
+        out: dict[str, torch.Tensor | None] = {n: None for n in names}
+        if moved:
+            with model.suspended(), torch.no_grad():
+                for n in moved:
+                    w = model.parameter(n)
+                    out[n] = ck["base"][n].to(device=w.device, dtype=torch.float32) - w.detach().float()
+        return out
+
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
               location: "Location | None" = None) -> "EditHandle":
         p: EditableTrainingParams = self.params  # type: ignore[assignment]
@@ -134,9 +141,14 @@ class EditableTrainingEditor(kme.Editor):
         install = not self._installed(model, ck)
         names: list[str] = list(ck["config"]["inner"])
         steps = p.steps
-        start = {n: w.detach() for n, w in net.named_parameters()}
+        current = {n: w.detach() for n, w in net.named_parameters()}
+        start = dict(current)
+        installed: dict[str, torch.Tensor | None] = {}  # the meta-training change of each weight
         if install:
-            start.update({n: t.to(device=start[n].device, dtype=start[n].dtype) for n, t in ck["base"].items()})
+            installed = self._meta_changes(model, ck)
+            for n, d in installed.items():
+                start[n] = ck["base"][n].to(device=current[n].device, dtype=current[n].dtype) if d is None \
+                    else (current[n].float() + d).to(current[n].dtype)
         taken, loss = 0, float("nan")
         edited = start
         if steps > 0:
@@ -155,10 +167,13 @@ class EditableTrainingEditor(kme.Editor):
                 if was_training:
                     net.train()
         handle = model.new_handle(self, requests)
-        changed = set(names) | (set(ck["base"]) if install else set())
-        for n in sorted(changed):
+        for n in sorted(set(names) | set(installed)):
             value = edited[n].detach()
-            if install or not torch.equal(value.to(start[n].dtype), start[n]):
+            change = installed.get(n)
+            if change is not None:
+                # the meta-training change plus the edit, on top of whatever other edits did
+                handle.add_delta(n, change + (value.float() - start[n].float()))
+            elif n in installed or not torch.equal(value.to(current[n].dtype), current[n]):
                 handle.set_param(n, value)
         handle.meta[EDITOR] = {"installs_base": install, "checkpoint": ck["path"], "steps_taken": taken,
                                "edit_nll": round(loss, 5) if loss == loss else None,

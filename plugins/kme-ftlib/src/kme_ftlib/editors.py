@@ -11,6 +11,7 @@ optional L∞ projection.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["FineTuneEditor", "ConstrainedFineTuneEditor", "adam", "fit_requests", "describe_fit"]
 
 
-def adam(lr: float, weight_decay: float = 0.0):  # type: ignore[no-untyped-def]
+def adam(lr: float, weight_decay: float = 0.0) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer]:
     """An optimiser factory for :func:`kme_ftlib.loop.fit`: torch's Adam, as the released FT code uses."""
     return lambda params: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
@@ -37,7 +38,7 @@ def adam(lr: float, weight_decay: float = 0.0):  # type: ignore[no-untyped-def]
 def fit_requests(model: "EditedModel", start: dict[str, torch.Tensor], prompts: list[str], targets: list[str],
                  p: FineTuneParams, **kwargs: Any) -> FitResult:
     """Fine-tune ``start`` on ``prompt -> target`` pairs with ``p``'s objective, steps, chunking
-    and early stop; ``kwargs`` (``make_optimizer``, ``project``, ``objective``, ``lr``,
+    and early stop; ``kwargs`` (``make_optimizer``, ``project``, ``total_loss``, ``lr``,
     ``steps``, ``early_stop_loss``) override."""
     batch = encode_batch(model, prompts, targets)
     lr = kwargs.pop("lr", p.lr)

@@ -29,11 +29,11 @@ from kme_ftlib.losses import EditBatch
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel
 
-__all__ = ["FitResult", "select_weights", "frozen", "forward_logits", "fit", "ObjectiveHook"]
+__all__ = ["FitResult", "select_weights", "frozen", "forward_logits", "fit", "TotalLoss"]
 
 #: ``(step, task_loss, values) -> loss to minimise``: adds a penalty to the task loss (RecAdam's
 #: paper reading); ``step`` counts optimiser steps from 1.
-ObjectiveHook = Callable[[int, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
+TotalLoss = Callable[[int, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
 
 _PART_OF_BLOCK = "block"
 
@@ -111,13 +111,13 @@ def fit(model: "EditedModel", start: dict[str, torch.Tensor], batch: EditBatch,
         make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
         early_stop_loss: float | None = None,
         project: Callable[[dict[str, torch.Tensor]], None] | None = None,
-        objective: ObjectiveHook | None = None) -> FitResult:
+        total_loss: TotalLoss | None = None) -> FitResult:
     """Minimise ``loss_fn`` over ``batch`` with respect to the tensors ``start`` (name ->
     initial value, on the parameter's device); returns the final float32 values.
 
     ``make_optimizer`` builds the optimiser over the trainable tensors (Adam for FT,
     :class:`kme_ftlib.constraints.RecAdam`); ``project`` runs after every chunk;
-    ``objective`` turns the task loss into the loss that is minimised."""
+    ``total_loss`` turns the task loss into the loss that is minimised."""
     values = {n: t.detach().to(torch.float32).clone().requires_grad_(True) for n, t in start.items()}
     opt = make_optimizer(list(values.values()))
     result = FitResult(values)
@@ -137,7 +137,7 @@ def fit(model: "EditedModel", start: dict[str, torch.Tensor], batch: EditBatch,
                 total += value * len(sub)
                 seen += len(sub)
                 if early_stop_loss is None or value >= early_stop_loss:
-                    loss = task if objective is None else objective(result.steps + 1, task, values)
+                    loss = task if total_loss is None else total_loss(result.steps + 1, task, values)
                     loss.backward()
                     opt.step()
                     result.steps += 1

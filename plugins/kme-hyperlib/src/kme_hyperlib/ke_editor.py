@@ -5,7 +5,7 @@ their target, their training objective and their edit loop.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -33,8 +33,8 @@ class HypernetParams(kme.Params):
     batch_size: int = Field(16, ge=1, description="locality inputs (other training facts) per step")
     lr: float = Field(3e-4, gt=0, description="learning rate of the hypernetwork")
     seed: int = Field(0, description="seed of the network's initialisation and of the sampling")
-    layers: list[int] | None = Field(None, description="blocks whose weight matrices the network edits "
-                                                       "(null: every block)")
+    layers: list[int] | None = Field(None, description="blocks whose weight matrices the network is trained to "
+                                                       "edit (null: every block); a checkpoint keeps its own")
     hidden_dim: int = Field(128, ge=1, description="width of the condition encoder's LSTM and of each "
                                                    "conditioner's hidden layer")
     condition_dim: int = Field(1024, ge=1, description="size of the encoded condition")
@@ -50,7 +50,6 @@ class HypernetEditor(kme.Editor):
     """Base of the hypernetwork editors (not registered itself)."""
 
     capabilities = kme.Capabilities(kind="parametric", batch=True, sequential=True, needs_training=True)
-    checkpoint_hint: ClassVar[str] = ""
 
     # -- what subclasses choose ------------------------------------------------------------------
     def recipe(self) -> Recipe:

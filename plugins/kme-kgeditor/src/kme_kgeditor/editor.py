@@ -26,13 +26,14 @@ class KGEditorParams(HypernetParams):
     max_repeats: int = Field(1, ge=1, description="apply the predicted change up to this many times until the new "
                                                   "object is top-1 on the edit prompt (the release applies it "
                                                   "once)")
-    layers: list[int] = Field(default_factory=lambda: [-2, -1], min_length=1,  # type: ignore[assignment]
-                                     description="blocks that get an extra FFN layer (released `kb_layer 10,11` "
-                                                 "of 12: the last two)")
+    layers: list[int] = Field(  # type: ignore[assignment]
+        default_factory=lambda: [-2, -1], min_length=1,
+        description="blocks that get an extra FFN layer (released `kb_layer 10,11` of 12: the last two); a "
+                    "checkpoint keeps its own")
     ex_size: int = Field(64, ge=1, description="width of the extra FFN layer (`ex_size`)")
     init_std: float | None = Field(None, gt=0, description="standard deviation of the extra layer's fixed random "
-                                                           "input matrix (null: 1/√ex_size, which keeps ‖W_in a‖ ≈ "
-                                                           "‖a‖; the release's random init is 0.02)")
+                                                           "input matrix (null: 1/√ex_size, which keeps ‖W_in a‖ "
+                                                           "≈ ‖a‖; the release's random init is 0.02)")
     lr: float = Field(5e-4, gt=0, description="learning rate of the hypernetwork")
     batch_size: int = Field(8, ge=1, description="locality inputs per step (`stable_batch_size`)")
     edits_per_step: int = Field(2, ge=1, description="edits the network makes together per step (`edit_num`)")

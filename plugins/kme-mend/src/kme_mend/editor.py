@@ -16,6 +16,7 @@ from kme import ConfigError
 
 from kme_hyperlib.batches import edit_pairs, lm_batch, masked_nll
 from kme_hyperlib.capture import capture_factors, frozen_parameters, module_of, weight_delta
+from kme_hyperlib.checkpoints import check_loads, check_trained_layers, missing_checkpoint
 from kme_mend.nets import MendNetworks
 from kme_mend.training import EDITOR, MendTrainConfig, train_mend
 
@@ -86,25 +87,16 @@ class MendEditor(kme.Editor):
     def _networks(self, model: "EditedModel") -> tuple[MendNetworks, dict[str, Any]]:
         p: MendParams = self.params  # type: ignore[assignment]
         if not p.checkpoint:
-            raise ConfigError("MEND needs a trained checkpoint", where="editor 'mend' params.checkpoint",
-                              hint="train one with `kme train mend --model MODEL --dataset DATASET --out DIR` and "
-                                   "pass checkpoint: DIR (`kme run` trains one on the dataset's train split when "
-                                   "none is named)")
+            raise missing_checkpoint(EDITOR)
         nets, config = load_networks(p.checkpoint, model)
-        if p.layers is not None and [model.check_layer(x) for x in p.layers] != list(config["layers"]):
-            raise ConfigError(f"layers {p.layers} differ from the checkpoint's {config['layers']}: MEND's networks "
-                              "only edit the weights they were trained on", where="editor 'mend' params.layers",
-                              hint="leave layers out, or train a checkpoint for these layers")
+        check_trained_layers(model, EDITOR, p.layers, config["layers"],
+                             "MEND's networks only edit the weights they were trained on")
         return nets, config
 
     def check_model(self, model: "EditedModel") -> None:
         super().check_model(model)
         if self.params.checkpoint:  # type: ignore[attr-defined]
-            try:
-                self._networks(model)
-            except ConfigError as e:
-                field = (e.where or "").split("params.")[-1] or "checkpoint"
-                raise ConfigError(e.message, where=field, hint=e.hint) from None
+            check_loads(lambda: self._networks(model))
 
     def train(self, model: "EditedModel", requests: list["EditRequest"], out_dir: str) -> dict[str, Any]:
         """Train the networks on ``requests`` (a train split) into ``out_dir``, resuming a

@@ -158,7 +158,8 @@ class PpaEditor(kme.Editor):
         else:
             layers = list(range(model.num_layers))
         layers = sorted({model.check_layer(layer) for layer in layers})
-        return [model.layout.name(layer, part) for layer in layers for part in self._parts(model)]  # type: ignore[arg-type]
+        parts = self._parts(model)
+        return [model.layout.name(layer, part) for layer in layers for part in parts]  # type: ignore[arg-type]
 
     # -- editing --------------------------------------------------------------------------
     def apply(self, model: "EditedModel", requests: list["EditRequest"],
@@ -223,7 +224,7 @@ class PpaEditor(kme.Editor):
         """The first applied PPA handle answers for all of them: each query goes to the plug-in
         whose stored inputs hold its most similar one, when that similarity reaches the
         plug-in's threshold (the released code's rule, ties to the earlier plug-in)."""
-        handles = [h for h in model.stack if h.editor_name == self.name and h.applied and h.kind == "memory"]
+        handles = [h for h in model.stack if h.editor_name == self.name and h.applied]
         if not handles or handles[0] is not handle or not prompts:
             return []
         best: list[tuple[float, Any]] = [(float("-inf"), None)] * len(prompts)

@@ -172,6 +172,7 @@ def _lora_wrapped(model: "EditedModel", names: list[str], s: LoraSettings) -> It
         try:
             tuner = LoraModel(hf, cfg, ADAPTER_NAME)
         except (ValueError, TypeError, RuntimeError) as e:
+            _unwrap(hf, names)  # peft may have wrapped some modules before it failed
             raise ModelLoadError(f"peft cannot put LoRA modules on {names[:3]}...: {str(e)[:300]}",
                                  hint="choose other modules (params.modules) or layers (params.layers)") from None
         wrappers = [m for m in hf.modules() if hasattr(m, "lora_A") and ADAPTER_NAME in getattr(m, "lora_A", {})]
@@ -184,6 +185,18 @@ def _lora_wrapped(model: "EditedModel", names: list[str], s: LoraSettings) -> It
             p.requires_grad_(flags.get(id(p), p.requires_grad))
         for m, mode in modes:
             m.training = mode
+
+
+def _unwrap(hf: torch.nn.Module, names: Sequence[str]) -> None:
+    """Put back the original module wherever a LoRA wrapper sits at one of ``names``."""
+    for name in names:
+        try:
+            module = hf.get_submodule(name)
+        except AttributeError:
+            continue
+        if hasattr(module, "get_base_layer"):
+            parent_name, _, child = name.rpartition(".")
+            setattr(hf.get_submodule(parent_name) if parent_name else hf, child, module.get_base_layer())
 
 
 def train_adapter(model: "EditedModel", names: list[str], requests: Sequence["EditRequest"],

@@ -98,7 +98,7 @@ class RecAdamEditor(FineTuneEditor):
         else:
             kwargs["make_optimizer"] = lambda params: torch.optim.Adam(params, lr=p.lr, eps=p.eps,
                                                                        weight_decay=p.weight_decay)
-            kwargs["objective"] = lambda step, task, values: (
+            kwargs["total_loss"] = lambda step, task, values: (
                 lam(step) * task + (1 - lam(step)) * p.gamma * quadratic_penalty(values, anchors))
         res = fit_requests(model, start, [r.text for r in requests], [r.target_new for r in requests], p, **kwargs)
         dist = math.sqrt(sum(float(((res.values[n] - anchors[n]) ** 2).sum()) for n in names))
