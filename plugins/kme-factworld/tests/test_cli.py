@@ -42,7 +42,7 @@ def test_corpus_command(cli, tmp_path):
 def test_check_json_keys(cli):
     res = CliRunner().invoke(cli, ["factworld", "check", "--json", "--sample", "150", "--no-context"])
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)  # progress bars, if any, go to stderr
     for key in ("recall_train", "recall_heldout_paraphrase", "recall_novel_template", "checkpoint_mb", "parameters"):
         assert key in d
     assert d["recall_train"] >= 0.97 and 0 < d["checkpoint_mb"] <= 15 and d["parameters"] > 1_000_000

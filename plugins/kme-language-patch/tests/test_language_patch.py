@@ -64,7 +64,7 @@ def test_cli_manages_patches(pm, tmp_path):
     r = run(cli, ["language-patch", "add", patch, "--model", str(base), "--id", "p2", "--condition", "Bob Jones",
                   "--consequence", "Bob Jones plays the drums."], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    items = json.loads(run(cli, ["language-patch", "list", patch, "--json"]).output)
+    items = json.loads(run(cli, ["language-patch", "list", patch, "--json"]).stdout)
     assert [it["condition"] for it in items] == ["France", "Bob Jones"]
     first = items[0]["id"]
     assert run(cli, ["language-patch", "remove", patch, first, "--model", str(base)]).exit_code == 0

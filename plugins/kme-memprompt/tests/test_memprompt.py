@@ -73,7 +73,7 @@ def test_cli_add_list_remove(pm, tmp_path):
                   "--feedback", "Bob is a musician."], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     r = run(cli, ["memprompt", "list", patch, "--json"])
-    assert [it["id"] for it in json.loads(r.output)] == ["f1", "f2"]
+    assert [it["id"] for it in json.loads(r.stdout)] == ["f1", "f2"]
     r = run(cli, ["memprompt", "remove", patch, "f1", "--model", str(base)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     r = run(cli, ["memprompt", "list", patch])
