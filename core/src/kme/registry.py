@@ -23,7 +23,7 @@ _PROVIDERS: dict[str, dict[str, str]] = {
     "kme-calinet": {"editor": "calinet"},
     "kme-causal-tracing": {"locator": "causal-tracing"},
     "kme-datasets": {"dataset": "bias-in-bios convsent counterfact ecbd fever hallucination knowedit mcf mquake "
-                                "nq-situatedqa pararel scotus trex vitaminc wikigen zsre"},
+                                "mmedit nq-situatedqa pararel scotus trex vitaminc wikigen zsre"},
     "kme-editable-training": {"editor": "editable-training", "preset": "editable-training/factworld"},
     "kme-f-learning": {"editor": "f-learning", "preset": "f-learning/factworld"},
     "kme-factworld": {"dataset": "factworld", "model alias": "factworld", "corpus": "factworld",

@@ -219,3 +219,27 @@ def test_wikigen_cuts_with_a_tokenizer(load, tmp_path):
 def test_requests_round_trip_through_json(load, name, opts):
     for r in load(name, **opts):
         assert EditRequest.model_validate_json(r.model_dump_json()) == r
+
+
+def test_mmedit_vqa_as_text_requests(load):
+    reqs = load("mmedit", path="mmedit/vqa_eval.json", on_unusable="skip")
+    assert [r.case_id for r in reqs] == [0, 2]  # record 1 has an empty `alt`, skipped as the released loader does
+    r = reqs[0]
+    assert r.text == "Question: What colour is the kite above the pier? Short answer:"
+    assert (r.target_new, r.target_true) == ("green", "red")
+    assert r.paraphrase_prompts == ["Question: Which colour does the kite over the pier have? Short answer:"]
+    assert [(p.prompt, p.target) for p in r.neighborhood] == [
+        ("nq question: who wrote the ballad of the grey lighthouse", "Oda Brennick")]
+    assert r.meta["image"] == "val2014/COCO_val2014_000000000001.jpg"
+    assert (r.meta["m_loc_q"], r.meta["m_loc_a"]) == ("How many boats are moored?", "three")
+    assert reqs[1].paraphrase_prompts == []  # an empty rephrase is no paraphrase
+
+
+def test_mmedit_question_template(load):
+    r = load("mmedit", path="mmedit/vqa_eval.json", on_unusable="skip", question_template="Q: {} A:")[0]
+    assert r.text == "Q: What colour is the kite above the pier? A:"
+
+
+def test_mmedit_template_without_slot_is_refused(load):
+    with pytest.raises(Exception, match="question_template"):
+        load("mmedit", path="mmedit/vqa_eval.json", on_unusable="skip", question_template="Q: A:")

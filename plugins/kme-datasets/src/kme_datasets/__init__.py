@@ -2,7 +2,7 @@
 published files (or the hub) and turned into :class:`kme.EditRequest` objects.
 
 Registered datasets: counterfact, mcf, zsre, mquake, knowedit, trex, pararel, ecbd,
-nq-situatedqa, hallucination, wikigen, fever, vitaminc, convsent, scotus, bias-in-bios.
+nq-situatedqa, hallucination, wikigen, fever, vitaminc, convsent, scotus, bias-in-bios, mmedit.
 Loader modules import only the kernel, pydantic and the standard library; Parquet, the hub
 and tokenizers are imported when a file needs them.
 """
@@ -17,6 +17,7 @@ from kme_datasets.ecbd import ECBD
 from kme_datasets.hallucination import Hallucination
 from kme_datasets.knowedit import KnowEdit
 from kme_datasets.lama import ParaRel, TRex
+from kme_datasets.mmedit import MMEdit
 from kme_datasets.mquake import MQuAKE
 from kme_datasets.situatedqa import NQSituatedQA
 from kme_datasets.wikigen import WikiGen
@@ -25,7 +26,7 @@ from kme_datasets.zsre import ZsRE
 __all__ = ["DATASETS", "kme_register_datasets"]
 
 DATASETS = (CounterFact, MultiCounterFact, ZsRE, MQuAKE, KnowEdit, TRex, ParaRel, ECBD, NQSituatedQA,
-            Hallucination, WikiGen, FEVER, VitaminC, ConvSent, SCOTUS, BiasInBios)
+            Hallucination, WikiGen, FEVER, VitaminC, ConvSent, SCOTUS, BiasInBios, MMEdit)
 
 
 @kme.hookimpl
