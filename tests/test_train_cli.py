@@ -235,3 +235,48 @@ def test_model_slug():
     assert model_slug("meta-llama/Llama-3-8B") == "meta-llama--Llama-3-8B"
     assert model_slug(str(Path(__file__).parent)) == "tests"
     assert default_out("mend", "gpt2-xl") == Path("trained/mend-gpt2-xl")
+
+
+class _BaseTrainer(kme.Editor):
+    """Trains a new base model (``trains_base``): writes a from_pretrained folder, edits nothing."""
+
+    name = "toy_base_trainer"
+    description = "writes a new base model; for kernel tests"
+    capabilities = kme.Capabilities(kind="parametric", needs_training=True, trains_base=True)
+
+    def is_trained(self) -> bool:
+        return False
+
+    def train(self, model, requests, out_dir):
+        model.model.save_pretrained(out_dir)
+        model.tokenizer.save_pretrained(out_dir)
+        kme.save_trained(out_dir, editor=self.name, model=model, tensors={}, config={"requests": len(requests)})
+        return {}
+
+    def apply(self, model, requests, location=None):  # pragma: no cover - refused before it runs
+        raise AssertionError("a base trainer is never applied")
+
+
+class _BaseTrainerPlugin:
+    @kme.hookimpl
+    def kme_register_editors(self, register):
+        register(_BaseTrainer)
+
+
+def test_a_component_that_trains_a_base_prints_a_model_line_and_is_refused_as_an_editor(tmp_path, model_dir):
+    import toyplugins
+
+    pm = kme.build_plugin_manager([toyplugins, _BaseTrainerPlugin()])
+    out = tmp_path / "base"
+    buf_out, buf_err = io.StringIO(), io.StringIO()
+    with redirect_stdout(buf_out), redirect_stderr(buf_err):
+        code = main(["train", "toy_base_trainer", "--model", model_dir, "--dataset", "toy", "--dataset-params",
+                     '{"with_train_split": true}', "--out", str(out), "-q"], pm=pm)
+    assert code == 0, buf_err.getvalue()
+    assert f"model: {out}" in buf_out.getvalue() and "editors:" not in buf_out.getvalue()
+    assert kme.load_model(str(out), pm) is not None  # the folder is a model a pipeline can name
+    spec = tmp_path / "p.yaml"
+    spec.write_text(f"model: {model_dir}\ndataset: toy\neditors: [toy_base_trainer]\nmetrics: [toy_logprob]\n")
+    with redirect_stdout(io.StringIO()), redirect_stderr(buf_err := io.StringIO()):
+        code = main(["validate", str(spec)], pm=pm)
+    assert code != 0 and "trains a new base model" in buf_err.getvalue() and "editors[0]" in buf_err.getvalue()

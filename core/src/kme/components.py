@@ -35,6 +35,9 @@ class Capabilities(BaseModel):
     ``sequential``: its edits can accumulate (protocols of kind ``sequential``).
     ``needs_training``: has trained parts; when :meth:`Editor.is_trained` is false the runner
     calls :meth:`Editor.train` on the dataset's train split before the baseline.
+    ``trains_base``: (with ``needs_training``) :meth:`Editor.train` writes a new base model (a
+    ``from_pretrained`` folder) that a pipeline names as its ``model``, not parts the component
+    uses itself: ``kme train`` prints the ``model:`` line, and a pipeline refuses it as an editor.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -43,6 +46,7 @@ class Capabilities(BaseModel):
     batch: bool = True
     sequential: bool = True
     needs_training: bool = False
+    trains_base: bool = False
 
 
 class Component:

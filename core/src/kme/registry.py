@@ -20,13 +20,16 @@ __all__ = ["Registry", "Register", "FIRST_PARTY", "provided_by"]
 #: (names separated by spaces). tests/test_packaging.py keeps it equal to what the plugins register.
 _PROVIDERS: dict[str, dict[str, str]] = {
     "kme-alphaedit": {"editor": "alphaedit", "preset": "alphaedit/gpt-j-6b alphaedit/gpt2-xl alphaedit/llama3-8b"},
+    "kme-bird": {"editor": "bird", "preset": "bird/factworld"},
     "kme-calinet": {"editor": "calinet"},
     "kme-causal-tracing": {"locator": "causal-tracing"},
-    "kme-datasets": {"dataset": "bias-in-bios convsent counterfact ecbd fever hallucination knowedit mcf mquake "
-                                "mmedit nq-situatedqa pararel scotus trex vitaminc wikigen zsre"},
+    "kme-datasets": {"dataset": "20q bias-in-bios convsent counterfact crows-pairs ecbd fever hallucination knowedit "
+                                "mcf mmedit mquake nq-situatedqa pararel pep3k scotus trex vitaminc wikigen zsre"},
+    "kme-depn": {"editor": "depn", "preset": "depn/factworld"},
     "kme-editable-training": {"editor": "editable-training", "preset": "editable-training/factworld"},
     "kme-f-learning": {"editor": "f-learning", "preset": "f-learning/factworld"},
-    "kme-factworld": {"dataset": "factworld", "model alias": "factworld", "corpus": "factworld",
+    "kme-factworld": {"dataset": "factworld factworld-commonsense factworld-contrastive factworld-private",
+                      "model alias": "factworld", "corpus": "factworld",
                       "preset": "alphaedit/factworld grace/factworld ike/factworld memit/factworld pmet/factworld "
                                 "rome/factworld"},
     "kme-ft-l": {"editor": "ft-l", "preset": "ft-l/factworld"},
@@ -34,18 +37,21 @@ _PROVIDERS: dict[str, dict[str, str]] = {
     "kme-ftl": {"editor": "ft-l-demo"},
     "kme-grace": {"editor": "grace"},
     "kme-ike": {"editor": "ike"},
+    "kme-kaft": {"editor": "kaft"},
     "kme-ke": {"editor": "ke", "preset": "ke/factworld"},
     "kme-kgeditor": {"editor": "kgeditor", "preset": "kgeditor/factworld"},
     "kme-kn": {"editor": "kn", "locator": "knowledge-neurons"},
     "kme-language-patch": {"editor": "language-patch"},
     "kme-mello": {"editor": "mello"},
     "kme-memit": {"editor": "memit", "preset": "memit/gpt-j-6b memit/gpt2-xl memit/llama3-8b"},
+    "kme-memit-csk": {"editor": "memit-csk", "preset": "memit-csk/factworld memit-csk/gpt2-large memit-csk/gpt2-xl"},
     "kme-memprompt": {"editor": "memprompt"},
     "kme-mend": {"editor": "mend", "preset": "mend/factworld"},
-    "kme-metrics": {"metric": "accuracy consistency efficacy_magnitude efficacy_score fluency generality locality "
-                              "multihop_accuracy neighborhood_magnitude neighborhood_score paraphrase_magnitude "
-                              "paraphrase_score portability retainability scalability scalability_relative "
-                              "token_accuracy"},
+    "kme-metrics": {"metric": "accuracy consistency contrastive_gap efficacy_magnitude efficacy_score fluency "
+                              "generality locality multihop_accuracy neighborhood_magnitude neighborhood_score "
+                              "paraphrase_magnitude paraphrase_score portability privacy_leak retainability "
+                              "reversibility scalability scalability_relative token_accuracy"},
+    "kme-pcgu": {"editor": "pcgu", "preset": "pcgu/factworld"},
     "kme-pmet": {"editor": "pmet", "preset": "pmet/gpt-j-6b pmet/gpt2-xl pmet/llama3-8b"},
     "kme-ppa": {"editor": "ppa"},
     "kme-recadam": {"editor": "recadam", "preset": "recadam/factworld"},

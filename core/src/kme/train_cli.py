@@ -173,7 +173,7 @@ def train_cmd(ctx: click.Context, editor_name: str, model_name: str, dataset_nam
         t0 = time.perf_counter()
         updates = editor.train(model, requests, str(out)) or {}
         seconds = time.perf_counter() - t0
-    _report(editor_name, out, updates, seconds)
+    _report(editor_name, out, updates, seconds, base=cls.capabilities.trains_base)
 
 
 def _train_requests(pm: KmePluginManager, dataset_name: str, dataset_params: str, limit: int | None) -> list[Any]:
@@ -195,7 +195,7 @@ def _train_requests(pm: KmePluginManager, dataset_name: str, dataset_params: str
     return requests[:limit] if limit else requests
 
 
-def _report(editor_name: str, out: Path, updates: dict[str, Any], seconds: float) -> None:
+def _report(editor_name: str, out: Path, updates: dict[str, Any], seconds: float, base: bool = False) -> None:
     import yaml
 
     manifest_path = out / MANIFEST
@@ -209,6 +209,12 @@ def _report(editor_name: str, out: Path, updates: dict[str, Any], seconds: float
     else:
         click.echo(f"warning: editor {editor_name!r} wrote no {MANIFEST} to {str(out)!r}; kme train cannot tell "
                    "a finished checkpoint there from an unfinished one", err=True)
+    if base:  # capabilities.trains_base: the folder is a model, not an editor's checkpoint
+        click.echo(f"trained in {seconds:.1f} s")
+        click.echo(f"base model: {out}")
+        click.echo("use it in a pipeline:")
+        click.echo(f"  model: {out}")
+        return
     shown = {k: str(v) if isinstance(v, Path) else v for k, v in (updates or {"checkpoint": str(out)}).items()}
     snippet = yaml.safe_dump({"name": editor_name, "params": shown}, default_flow_style=True, width=10_000).strip()
     click.echo(f"trained in {seconds:.1f} s")

@@ -12,7 +12,7 @@ from kme_metrics.accuracy import Accuracy
 REQUIRED = {"accuracy", "locality", "generality", "retainability", "scalability", "scalability_relative",
             "efficacy_score", "efficacy_magnitude", "paraphrase_score", "paraphrase_magnitude",
             "neighborhood_score", "neighborhood_magnitude", "fluency", "consistency", "portability",
-            "multihop_accuracy", "token_accuracy"}
+            "multihop_accuracy", "token_accuracy", "privacy_leak", "contrastive_gap", "reversibility"}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_every_metric_declares_scoring_direction_and_equation(pm):
         assert type(m).scoring and cls.description and cls.equation, name
         assert m.info()["scoring"] == type(m).scoring
     lower_better = {n for n in REQUIRED if not pm.metrics.get(n).higher_is_better}
-    assert lower_better == {"scalability", "scalability_relative"}
+    assert lower_better == {"scalability", "scalability_relative", "privacy_leak", "contrastive_gap"}
 
 
 @pytest.mark.parametrize("name,params,label", [

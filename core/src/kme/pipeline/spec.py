@@ -219,6 +219,12 @@ def validate_components(spec: PipelineSpec, pm: "KmePluginManager", source: str 
 
             check(lambda: find_preset(pm, ref.name, None, ref.preset,  # type: ignore[arg-type]
                                       where=f"{source}: editors[{i}].preset"))
+        if cls.capabilities.trains_base:
+            errors.append(ConfigError(f"{ref.name!r} trains a new base model; it edits nothing in a pipeline",
+                                      where=f"{source}: editors[{i}].name",
+                                      hint=f"`kme train {ref.name} --model MODEL --dataset DATASET --out DIR`, "
+                                           "then name DIR as the pipeline's model: DIR"))
+            continue
         if spec.protocol.batch_size > 1 and not cls.capabilities.batch:
             errors.append(ConfigError(f"editor {ref.name!r} cannot edit a batch of {spec.protocol.batch_size}",
                                       where=f"{source}: protocol.batch_size", hint="use batch_size: 1"))

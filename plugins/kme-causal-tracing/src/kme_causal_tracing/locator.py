@@ -32,6 +32,9 @@ class CausalTracingParams(kme.Params):
     max_requests: int | None = Field(32, ge=1, description="trace at most this many requests of a batch")
     output_dir: str | None = Field(None, description="write <case_id>.json and .png heat maps here")
     plot: bool = Field(True, description="write PNG heat maps (with output_dir)")
+    corrupt: Literal["subject", "verb", "object"] = Field(
+        "subject", description="span whose embeddings are corrupted (verb/object: each request's meta['verb'] / "
+        "meta['object'], for commonsense statements); subject_last then means that span's last token")
     seed: int = 0
 
 
@@ -54,6 +57,10 @@ class CausalTracingLocator(kme.Locator):
         window = p.window or max(1, round(10 * n / 48))
         std = p.noise_std or p.noise_factor * embedding_std(model)
         chosen = requests[: p.max_requests] if p.max_requests else requests
+        if p.corrupt != "subject":
+            from kme_editlib.spans import anchor_request
+
+            chosen = [anchor_request(r, p.corrupt) for r in chosen]
         traces = [trace_request(model, r, noise_std=std, samples=p.samples, window=window, kinds=tuple(p.kinds),
                                 target=p.target, seed=p.seed) for r in chosen]
         artifacts: list[str] = []
@@ -75,7 +82,7 @@ class CausalTracingLocator(kme.Locator):
         layers = [int(i) for i in torch.argsort(ranking, descending=True, stable=True)]
         scores = {
             "mean_indirect_effect": summary, "ranked_by": f"{p.rank_by} at {p.rank_token}",
-            "noise_std": std, "window": window, "traced": len(traces),
+            "noise_std": std, "window": window, "traced": len(traces), "corrupted": p.corrupt,
             "p_clean_mean": sum(t.p_clean for t in traces) / len(traces),
             "p_corrupted_mean": sum(t.p_corrupted for t in traces) / len(traces),
         }

@@ -18,13 +18,17 @@ rows of the batch, so one optimisation for the whole batch gives each request ex
 vector it would get alone, at a fraction of the cost (MEMIT's paper optimised them one at a
 time). Requests that stopped early leave the batch, and the blocks below the injection
 points, whose outputs cannot change, are computed once and replayed from memory afterwards.
+
+A method that adds a term of its own to this objective (BIRD's subject/object geometry)
+passes an :class:`ExtraTerm`: sequences of its own, run with the vector injected like the
+rewriting ones, and a loss on their final hidden states (the LM head's input).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -38,7 +42,7 @@ from kme_editlib.tokens import FactToken, Sequence_, encode, lookup_index, reque
 if TYPE_CHECKING:  # pragma: no cover
     from kme import EditedModel, EditRequest
 
-__all__ = ["TargetConfig", "TargetResult", "optimise_targets", "Point", "KLPosition"]
+__all__ = ["TargetConfig", "TargetResult", "optimise_targets", "Point", "KLPosition", "ExtraTerm"]
 
 Point = tuple[int, str]
 KLPosition = Literal["subject", "last"]
@@ -62,6 +66,24 @@ class TargetConfig:
 
 
 @dataclass
+class ExtraTerm:
+    """A further term of the target objective, on sequences of its own.
+
+    Each sequence (``kind="extra"``) gets the request's vector added at its ``index``, as the
+    rewriting sequences do, and is replayed like them. ``loss(seqs, hidden)`` receives those
+    sequences of one forward batch and their final hidden states (the LM head's input,
+    ``[len(seqs), T, d]``) and returns one differentiable value per sequence; a request's term
+    is ``weight`` times the sum over its sequences. ``in_stop``: whether the term counts in
+    the early-stopping test (BIRD's released code leaves it out).
+    """
+
+    sequences: list[Sequence_]
+    loss: Callable[[list[Sequence_], torch.Tensor], torch.Tensor]
+    weight: float = 1.0
+    in_stop: bool = False
+
+
+@dataclass
 class TargetResult:
     """Per point: the value on the bare prompt before the edit (``init``) and the optimised
     offset (``delta``); per request: final loss, target NLL and steps used."""
@@ -73,6 +95,7 @@ class TargetResult:
     nll: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    extra: list[float] = field(default_factory=list)  # per request: the ExtraTerm's weighted value, if any
 
     def target(self, point: Point) -> torch.Tensor:
         return self.init[point] + self.delta[point]
@@ -113,14 +136,21 @@ def build_sequences(model: "EditedModel", requests: list["EditRequest"], prefixe
 
 
 def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points: list[Point],
-                     prefixes: list[str], cfg: TargetConfig, *, progress: bool = False) -> TargetResult:
-    """Optimise one vector per request and point, all requests in one batched optimisation."""
+                     prefixes: list[str], cfg: TargetConfig, *, progress: bool = False,
+                     extra: ExtraTerm | None = None) -> TargetResult:
+    """Optimise one vector per request and point, all requests in one batched optimisation
+    (``extra``: a further term of the objective, see :class:`ExtraTerm`)."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     n = len(requests)
     dev = model.device
     seqs = build_sequences(model, requests, prefixes, cfg)
+    if extra is not None:
+        if any(s.kind != "extra" or not 0 <= s.owner < n for s in extra.sequences):
+            raise KmeError("internal: extra-term sequences must have kind 'extra' and a request index as owner")
+        seqs = seqs + list(extra.sequences)
+    extra_r = torch.full((n,), float("nan"))
     n_rewrite = sum(1 for s in seqs if s.kind == "rewrite") // n
     d_of = {pt: _width(model, pt) for pt in points}
     deltas = {pt: torch.zeros(n, d_of[pt], device=dev, requires_grad=True) for pt in points}
@@ -153,6 +183,7 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
             live = [s for s in seqs if active[s.owner]]
             nll_acc = torch.zeros(n)
             kl_acc = torch.zeros(n)
+            extra_acc = torch.zeros(n)
 
             def run_chunk(width: int, chunk: list[Sequence_]) -> None:
                 # nothing is committed (gradients, per-request sums) until the chunk's backward
@@ -163,12 +194,16 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
                 owner = torch.tensor([s.owner for s in chunk], device=dev)
                 bare = torch.tensor([s.bare for s in chunk], device=dev)
                 ids_of_chunk = [seq_id[id(s)] for s in chunk]
+                ex = [k for k, s in enumerate(chunk) if s.kind == "extra"]
+                final: list[torch.Tensor] = []
                 with HookSet() as hs, _replaying(model, replay, step > 0, shape, cached, ids_of_chunk, ids.shape):
                     if replay >= 0 and step == 0:
                         hs.on_output(module_at(model, replay, "block"), _recorder(cached, ids_of_chunk, chunk))
                     for pt in points:
                         hs.on_output(module_at(model, *pt),
                                      _injector(pt, deltas, init, have_init, rows, idx, owner, bare, step == 0))
+                    if ex:
+                        hs.on_input(model.model.get_output_embeddings(), final.append)
                     logits = forward(model, ids, mask)
                 ldev = logits.device  # the last block's device on a device-mapped model
                 loss = torch.zeros((), device=ldev)
@@ -198,6 +233,14 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
                     kl = (cur.exp() * (cur - ref)).sum(-1)
                     loss = loss + cfg.kl_factor * kl.sum()
                     kl_add = (torch.tensor(owners), kl.detach().cpu())
+                extra_add: tuple[torch.Tensor, torch.Tensor] | None = None
+                if ex:
+                    assert extra is not None
+                    hidden = final[-1]
+                    term = extra.weight * extra.loss([chunk[k] for k in ex],
+                                                     hidden[torch.tensor(ex, device=hidden.device)]).float()
+                    loss = loss + term.sum().to(ldev)
+                    extra_add = (torch.tensor([chunk[k].owner for k in ex]), term.detach().cpu())
                 if loss.requires_grad:
                     params = [deltas[pt] for pt in points]
                     grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -208,6 +251,8 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
                     nll_acc.index_add_(0, *nll_add)
                 if kl_add is not None:
                     kl_acc.index_add_(0, *kl_add)
+                if extra_add is not None:
+                    extra_acc.index_add_(0, *extra_add)
 
             for width, chunk in _chunks(live, alone_width, cfg.chunk_size):
                 fit.run(len(chunk), lambda s, e, width=width, chunk=chunk: run_chunk(width, chunk[s:e]))
@@ -220,6 +265,10 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
             if wd_act.requires_grad:
                 (cfg.weight_decay * wd_act.sum()).backward()
             total = nll_acc + cfg.kl_factor * kl_acc + cfg.weight_decay * wd.detach().cpu()
+            if extra is not None:
+                extra_r = torch.where(active, extra_acc, extra_r)
+                if extra.in_stop:
+                    total = total + extra_acc
             loss_r = torch.where(active, total, loss_r)
             nll_r = torch.where(active, nll_acc, nll_r)
             steps_r += active.long()
@@ -241,7 +290,8 @@ def optimise_targets(model: "EditedModel", requests: list["EditRequest"], points
     bar.close()
     return TargetResult(points=list(points), init={pt: v.detach() for pt, v in init.items()},
                         delta={pt: v.detach().clone() for pt, v in deltas.items()}, loss=loss_r.tolist(),
-                        nll=nll_r.tolist(), steps=steps_r.tolist(), seconds=time.perf_counter() - t0)
+                        nll=nll_r.tolist(), steps=steps_r.tolist(), seconds=time.perf_counter() - t0,
+                        extra=extra_r.tolist() if extra is not None else [])
 
 
 def _chunks(live: list[Sequence_], alone_width: dict[int, int], size: int) -> Iterator[tuple[int, list[Sequence_]]]:

@@ -44,9 +44,15 @@ def load_world(path: str | Path | None = None) -> Any:
 
 @kme.hookimpl
 def kme_register_datasets(register: Any) -> None:
+    from kme_factworld.commonsense import FactWorldCommonsenseDataset
+    from kme_factworld.contrastive import ContrastiveDataset
     from kme_factworld.dataset import FactWorldDataset
+    from kme_factworld.private import FactWorldPrivateDataset
 
     register(FactWorldDataset)
+    register(ContrastiveDataset)
+    register(FactWorldPrivateDataset)
+    register(FactWorldCommonsenseDataset)
 
 
 @kme.hookimpl

@@ -12,7 +12,10 @@ the same relation. Its probes:
   few share it; each probe's target is that subject's own object;
 * ``portability``: two- and three-hop questions (``kind="multihop"``) whose answers follow
   the chain from the new object (a new birthplace has another country, currency, river);
-* ``generation_prompts``: open starts about the subject (fluency, consistency).
+* ``generation_prompts``: open starts about the subject (fluency, consistency);
+* with ``reverse_probes``: reverse questions (``kind="reverse"``, BIRD's reversibility) for the
+  relations whose inverse is unique in the world (:data:`REVERSE`): "<new object> is the
+  capital of" should now be answered with the edited subject.
 
 Subjects with held-out phrasings form the ``eval`` split; the others form the ``train``
 split (for methods that train, such as MEND and SERAC); no subject is in both.
@@ -32,10 +35,35 @@ from kme import ConfigError, did_you_mean
 from kme_factworld.vocab import GENERATION_STARTS
 from kme_factworld.world import Subject, World, load_world
 
-__all__ = ["FactWorldDataset", "build_requests"]
+__all__ = ["FactWorldDataset", "build_requests", "REVERSE"]
+
+#: Relations with a reverse question: relation -> (reverse phrasings with a ``{}`` slot for the
+#: object, path from the object to the answer the unedited model gives). Only ``capital`` has a
+#: unique inverse here: every city is the capital of at most one country. The inverses of the
+#: other relations name many subjects (a city is the birthplace of many people, a country holds
+#: six cities, a language or currency is shared), so "X is the birthplace of" has no single
+#: right answer. No phrasing below is trained: the model knows the facts in one direction only.
+#: The unedited model completes "<city> is the capital of" with the city's own country for all
+#: 72 cities (the capital's country for the 12 capitals), so that is ``target_true``.
+REVERSE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "capital": (("{} is the capital of", "{} is the capital city of"), ("country",)),
+}
 
 
-def _request(world: World, s: Subject, rel: str, seed: int, n_neighbours: int) -> kme.EditRequest:
+def _reverse(world: World, s: Subject, rel: str, new: str) -> list[kme.PortabilityQuestion]:
+    """Reverse questions of an edit ``(s, rel, -> new)``: the new object's inverse fact is now ``s``."""
+    if rel not in REVERSE:
+        return []
+    templates, path = REVERSE[rel]
+    before = world.follow(new, path)
+    return [kme.PortabilityQuestion(prompt=t.format(new), target_new=s.name,
+                                    target_true=None if before == s.name else before, kind="reverse",
+                                    meta={"inverse_of": rel})
+            for t in templates]
+
+
+def _request(world: World, s: Subject, rel: str, seed: int, n_neighbours: int,
+             reverse: bool = False) -> kme.EditRequest:
     rng = random.Random(f"{seed}:{s.name}:{rel}")
     old = s.facts[rel]
     new = rng.choice([o for o in world.objects(rel) if o != old])
@@ -55,7 +83,7 @@ def _request(world: World, s: Subject, rel: str, seed: int, n_neighbours: int) -
         kme.PortabilityQuestion(prompt=q["template"].format(s.name), target_new=world.follow(new, q["path"]),
                                 target_true=world.follow(old, q["path"]), kind="multihop")
         for q in world.multihop.get(rel, [])
-    ]
+    ] + (_reverse(world, s, rel, new) if reverse else [])
     return kme.EditRequest(
         case_id=f"{rel}:{s.name}",
         prompt=templates[0],
@@ -80,8 +108,9 @@ def _request(world: World, s: Subject, rel: str, seed: int, n_neighbours: int) -
 
 def build_requests(world: World, split: str = "eval", *, seed: int = 0, relations: list[str] | None = None,
                    subject_kinds: list[str] | None = None, n_neighbours: int = 5,
-                   shuffle: bool = True) -> list[kme.EditRequest]:
-    """Every request of ``split`` (``eval``, ``train`` or ``all``), in a seeded order."""
+                   shuffle: bool = True, reverse: bool = False) -> list[kme.EditRequest]:
+    """Every request of ``split`` (``eval``, ``train`` or ``all``), in a seeded order
+    (``reverse``: with the reverse questions of :data:`REVERSE`)."""
     rels = set(relations) if relations else None
     out = []
     for s in world.subjects:
@@ -89,7 +118,7 @@ def build_requests(world: World, split: str = "eval", *, seed: int = 0, relation
             continue
         for rel in s.facts:
             if rels is None or rel in rels:
-                out.append(_request(world, s, rel, seed, n_neighbours))
+                out.append(_request(world, s, rel, seed, n_neighbours, reverse))
     if shuffle:
         random.Random(seed).shuffle(out)
     return out
@@ -119,6 +148,9 @@ class FactWorldDataset(kme.Dataset):
         distinct_subjects: bool = Field(
             False, description="at most one request per subject (its first in the seeded order): MEMIT-style batches "
             "without two edits of one subject, whose keys at the subject's last token coincide")
+        reverse_probes: bool = Field(
+            False, description="add reverse questions (portability kind reverse: '<new city> is the capital of' -> "
+            "the edited country) to capital requests, the one relation whose inverse is unique in the world")
 
     def _world(self) -> World:
         world = load_world(self.params.world)
@@ -134,7 +166,8 @@ class FactWorldDataset(kme.Dataset):
     def _requests(self, split: str) -> list[kme.EditRequest]:
         p = self.params
         reqs = build_requests(self._world(), split, seed=p.seed, relations=p.relations,
-                              subject_kinds=p.subject_kinds, n_neighbours=p.n_neighbours, shuffle=p.shuffle)
+                              subject_kinds=p.subject_kinds, n_neighbours=p.n_neighbours, shuffle=p.shuffle,
+                              reverse=p.reverse_probes)
         if p.distinct_subjects:
             seen: set[str] = set()
             reqs = [r for r in reqs if not (r.subject in seen or seen.add(r.subject))]

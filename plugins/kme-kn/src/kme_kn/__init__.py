@@ -3,7 +3,7 @@ survey §5.4.2).
 
 - locator ``knowledge-neurons``: integrated-gradients attribution of every FFN intermediate
   neuron to the fact's probability, thresholded and refined across prompts
-  (:mod:`kme_kn.attribution`);
+  (:mod:`kme_editlib.neurons`);
 - editor ``kn``: rewrite the located neurons' value slots, ``v_i ← v_i − λ₁·E(o) + λ₂·E(o*)``
   (:mod:`kme_kn.editor`).
 """

@@ -46,7 +46,7 @@ class KNEditor(kme.Editor):
 
         from kme_editlib.hooks import to_storage
         from kme_editlib.tokens import target_ids_of
-        from kme_kn.attribution import knowledge_neurons
+        from kme_editlib.neurons import knowledge_neurons
 
         p: KNParams = self.params  # type: ignore[assignment]
         located = {}

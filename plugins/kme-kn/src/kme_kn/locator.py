@@ -21,7 +21,7 @@ class KnowledgeNeuronsLocator(kme.Locator):
     Params = AttributionParams
 
     def locate(self, model: "EditedModel", requests: list["EditRequest"]) -> "Location":
-        from kme_kn.attribution import knowledge_neurons
+        from kme_editlib.neurons import knowledge_neurons
 
         p: AttributionParams = self.params  # type: ignore[assignment]
         per_request: dict[str, list[list[float]]] = {}
