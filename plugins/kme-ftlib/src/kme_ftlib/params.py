@@ -10,7 +10,23 @@ import kme
 
 from kme_ftlib.losses import Objective
 
-__all__ = ["Part", "FineTuneParams", "ConstrainedParams"]
+__all__ = ["Part", "FineTuneParams", "ConstrainedParams", "check_layers", "check_parts"]
+
+
+def check_layers(v: list[int] | None) -> list[int] | None:
+    """``layers`` as given, refused when it names a layer twice (a pydantic validator's body)."""
+    if v is not None and len(set(v)) != len(v):
+        raise ValueError(f"layers {v} name a layer twice")
+    return v
+
+
+def check_parts(v: list[str]) -> list[str]:
+    """``parts`` as given, refused when it repeats a part or mixes ``block`` with others."""
+    if len(set(v)) != len(v):
+        raise ValueError(f"parts {v} name a part twice")
+    if "block" in v and len(v) > 1:
+        raise ValueError("'block' already includes every part of the block; give it alone")
+    return v
 
 #: What to train in each chosen block: a layout part's weight (and bias), or ``block``: every
 #: parameter of the block.
@@ -47,18 +63,12 @@ class FineTuneParams(kme.Params):
     @field_validator("layers")
     @classmethod
     def _distinct_layers(cls, v: list[int]) -> list[int]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"layers {v} name a layer twice")
-        return v
+        return check_layers(v)
 
     @field_validator("parts")
     @classmethod
     def _distinct_parts(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"parts {v} name a part twice")
-        if "block" in v and len(v) > 1:
-            raise ValueError("'block' already includes every part of the block; give it alone")
-        return v
+        return check_parts(v)
 
 
 class ConstrainedParams(FineTuneParams):

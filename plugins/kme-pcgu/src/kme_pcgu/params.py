@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 import kme
 
-from kme_ftlib.params import Part
+from kme_ftlib.params import Part, check_layers, check_parts
 
 __all__ = ["PCGUParams", "Aggregation", "Direction", "Score"]
 
@@ -59,15 +59,9 @@ class PCGUParams(kme.Params):
     @field_validator("layers")
     @classmethod
     def _distinct_layers(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and len(set(v)) != len(v):
-            raise ValueError(f"layers {v} name a layer twice")
-        return v
+        return check_layers(v)
 
     @field_validator("parts")
     @classmethod
     def _distinct_parts(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"parts {v} name a part twice")
-        if "block" in v and len(v) > 1:
-            raise ValueError("'block' already includes every part of the block; give it alone")
-        return v
+        return check_parts(v)
