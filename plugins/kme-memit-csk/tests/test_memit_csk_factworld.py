@@ -14,6 +14,12 @@ def factworld():
         pytest.skip(f"fact-world model unavailable: {e}")
 
 
+def test_the_fact_world_preset_edits_the_subject_at_layer_0(factworld):
+    ed = factworld.make_editor("memit-csk", {"stats_samples": 300, "progress": False})
+    assert ed.resolution.preset == "memit-csk/factworld"
+    assert (ed.params.edit_token, ed.params.layers) == ("subject", [0])
+
+
 @pytest.mark.parametrize("span", ["object", "verb"])
 def test_edits_a_commonsense_statement_at_the_span(factworld, span):
     m = factworld
@@ -23,7 +29,7 @@ def test_edits_a_commonsense_statement_at_the_span(factworld, span):
     took = 0
     for r in reqs:
         h = m.edit(ed, [r])
-        assert h.meta["layers"] == [0, 1] and h.meta["edit_spans"] == [r.meta[span]]
+        assert h.meta["layers"] == [0] and h.meta["edit_spans"] == [r.meta[span]]  # the preset's layer
         new, old = m.score([r.text, r.text], [r.target_new, r.target_true])
         took += new.logprob > old.logprob
         m.undo()
