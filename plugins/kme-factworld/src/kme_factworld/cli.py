@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-__all__ = ["factworld", "train_checkpoint", "check_model"]
+__all__ = ["factworld", "train_config", "train_checkpoint", "check_model"]
 
 
 @click.group()
@@ -16,30 +16,97 @@ def factworld() -> None:
     """The fact world: kme's offline default model and dataset."""
 
 
+def train_config(world: str = "default", seed: int = 0, steps: int | None = None, threads: int = 2,
+                 device: str = "cpu", overrides: dict[str, Any] | None = None) -> Any:
+    """The :class:`~kme_factworld.training.TrainConfig` of ``world``'s model with the given
+    changes (``overrides``: field -> value, checked against the config's fields)."""
+    import dataclasses
+
+    from kme import ConfigError, did_you_mean
+
+    from kme_factworld.training import TRAIN_CONFIGS, TrainConfig
+
+    if world not in TRAIN_CONFIGS:
+        raise ConfigError(f"unknown world {world!r}; {did_you_mean(world, list(TRAIN_CONFIGS))}",
+                          where="kme factworld train --world", hint=f"worlds: {', '.join(TRAIN_CONFIGS)}")
+    cfg = dataclasses.replace(TRAIN_CONFIGS[world], seed=seed, threads=threads, device=device)
+    if steps is not None:
+        cfg.steps = steps
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for key, value in (overrides or {}).items():
+        if key not in fields or key in ("world", "extra"):
+            known = [k for k in fields if k not in ("world", "extra")]
+            raise ConfigError(f"unknown training setting {key!r}; {did_you_mean(key, known)}",
+                              where="kme factworld train --set", hint=f"settings: {', '.join(known)}")
+        current = getattr(cfg, key)
+        try:
+            if value is None or value == "none":
+                value = None if key == "n_inner" else value
+            elif isinstance(current, bool):
+                value = str(value).lower() in ("1", "true", "yes")
+            elif isinstance(current, int) or key == "n_inner":
+                value = int(value)
+            elif isinstance(current, float):
+                value = float(value)
+        except ValueError:
+            raise ConfigError(f"training setting {key}={value!r} is not a {type(current).__name__}",
+                              where="kme factworld train --set") from None
+        setattr(cfg, key, value)
+    return cfg
+
+
+def _recall_sampler(world: Any, tokenizer: Any, n: int, seed: int) -> Any:
+    """Recall on a fixed sample of trained and held-out probes, for the training history."""
+    import random
+
+    from kme_factworld.quality import recall, recall_probes, wrap
+
+    rng = random.Random(seed + 3)
+    probes = {k: rng.sample(recall_probes(world, k), min(n, len(recall_probes(world, k))))
+              for k in ("train", "heldout")}
+
+    def fn(model: Any) -> dict[str, float]:
+        m = wrap(model, tokenizer)
+        return {f"recall_{k}": round(recall(m, p)["value"], 4) for k, p in probes.items()}
+
+    return fn
+
+
 def train_checkpoint(out: str | Path, seed: int = 0, steps: int | None = None, threads: int = 2,
-                     log: Any = None) -> dict[str, Any]:
+                     log: Any = None, *, world: str = "default", resume: bool = False, device: str = "cpu",
+                     overrides: dict[str, Any] | None = None, stop_after: int | None = None,
+                     eval_every: int = 0, eval_sample: int = 300) -> dict[str, Any]:
     """Generate the world from ``seed``, train tokenizer and model, save them to ``out``.
 
     Returns the training record (also saved as ``training.json``); ``world.json`` is saved
-    beside the weights so the checkpoint carries the world it knows.
+    beside the weights so the checkpoint carries the world it knows. ``resume``: continue
+    from the training state a stopped run left in ``out``. ``eval_every``: every that many
+    steps, recall on ``eval_sample`` trained and held-out probes goes into the history.
     """
     from kme_factworld.tokenizer import object_token_report, train_tokenizer
-    from kme_factworld.training import TrainConfig, save_checkpoint, tokenizer_texts, train
+    from kme_factworld.training import RESUME_FILE, save_checkpoint, tokenizer_texts, train
     from kme_factworld.world import generate_world
 
     log = log or (lambda s: click.echo(s, err=True))
-    world = generate_world(seed)
-    tokenizer = train_tokenizer(world, tokenizer_texts(world, seed))
-    report = object_token_report(world, tokenizer)
+    cfg = train_config(world, seed, steps, threads, device, overrides)
+    if resume:
+        from kme_factworld.training import _load_state
+
+        _load_state(Path(out) / RESUME_FILE, cfg)  # fail before the tokenizer is trained
+    the_world = generate_world(seed, cfg.world)
+    tokenizer = train_tokenizer(the_world, tokenizer_texts(the_world, seed), vocab_size=cfg.vocab_size)
+    report = object_token_report(the_world, tokenizer)
     if report["first_token_collisions"]:
         raise click.ClickException(f"objects share first tokens: {report['first_token_collisions']}")
-    cfg = TrainConfig(seed=seed, threads=threads)
-    if steps is not None:
-        cfg.steps = steps
-    model, record = train(world, tokenizer, cfg, log=log)
+    eval_fn = _recall_sampler(the_world, tokenizer, eval_sample, seed) if eval_every else None
+    model, record = train(the_world, tokenizer, cfg, log=log, out=out, resume=resume, stop_after=stop_after,
+                          eval_fn=eval_fn, eval_every=eval_every)
     record["tokenizer"] = {"vocab_size": len(tokenizer), **report}
+    if record["steps_done"] < cfg.steps:
+        return record  # interrupted on purpose: the training state is in ``out``
     out = save_checkpoint(model, tokenizer, record, out)
-    (out / "world.json").write_text(world.dumps(), encoding="utf-8")
+    (out / "world.json").write_text(the_world.dumps(), encoding="utf-8")
+    (out / RESUME_FILE).unlink(missing_ok=True)  # finished: the checkpoint replaces the state
     return record
 
 
@@ -71,15 +138,42 @@ def check_model(model_name: str = "factworld", *, sample: int | None = None, wor
 
 
 @factworld.command("train")
-@click.option("--out", default="factworld-checkpoint", show_default=True, type=click.Path(file_okay=False),
-              help="Directory for the checkpoint (created; existing files are overwritten).")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Directory for the checkpoint (created; existing files are overwritten). "
+                   "Default: factworld-checkpoint, or factworld-<world>-checkpoint.")
+@click.option("--world", default="default", show_default=True,
+              help="Which world and model: default (the shipped 4-layer model) or deep (kme-factworld-deep's).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the world and of training (0 = shipped).")
 @click.option("--steps", default=None, type=int, help="Optimiser steps (default: as shipped).")
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
-def train_cmd(out: str, seed: int, steps: int | None, threads: int) -> None:
-    """Reproduce the fact-world checkpoint from a seed (a few minutes on 2 CPU cores)."""
-    record = train_checkpoint(out, seed, steps, threads)
-    click.echo(json.dumps({"out": out, "train_seconds": record["train_seconds"], "steps": record["config"]["steps"]}))
+@click.option("--device", default="cpu", show_default=True, help="torch device to train on (cpu, cuda, cuda:1, ...).")
+@click.option("--resume", is_flag=True, help="Continue from the training state a stopped run left in --out.")
+@click.option("--checkpoint-every", type=int, default=None,
+              help="Steps between resumable training states (default: the world's; 0 = none).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Change a training setting (n_layer=8, n_embd=192, n_inner=1536, lr=0.002, ...); repeatable.")
+@click.option("--stop-after", type=int, default=None, help="Stop after this many steps, keeping the state to resume.")
+@click.option("--eval-every", type=int, default=0, show_default=True,
+              help="Log recall on 300 trained and 300 held-out probes every this many steps (0: never).")
+def train_cmd(out: str | None, world: str, seed: int, steps: int | None, threads: int, device: str, resume: bool,
+              checkpoint_every: int | None, sets: tuple[str, ...], stop_after: int | None, eval_every: int) -> None:
+    """Reproduce a fact-world checkpoint from a seed (default world: ~11 min on 2 CPU cores)."""
+    from kme import ConfigError
+
+    overrides: dict[str, Any] = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE", where="kme factworld train --set")
+        overrides[key.strip()] = value.strip()
+    if checkpoint_every is not None:
+        overrides["checkpoint_every"] = checkpoint_every
+    out = out or ("factworld-checkpoint" if world == "default" else f"factworld-{world}-checkpoint")
+    record = train_checkpoint(out, seed, steps, threads, world=world, resume=resume, device=device,
+                              overrides=overrides, stop_after=stop_after, eval_every=eval_every)
+    click.echo(json.dumps({"out": out, "train_seconds": record["train_seconds"], "steps": record["config"]["steps"],
+                           "steps_done": record["steps_done"], "resumes": record["resumes"],
+                           "finished": record["steps_done"] >= record["config"]["steps"]}))
 
 
 @factworld.command("check")

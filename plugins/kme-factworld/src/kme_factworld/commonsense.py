@@ -120,6 +120,8 @@ class FactWorldCommonsenseDataset(kme.Dataset):
     """Commonsense statements over the shipped fact world, with subject, verb and object spans."""
 
     name: ClassVar[str] = "factworld-commonsense"
+    #: world file when ``params.world`` is not given (None: the shipped world)
+    world_file: ClassVar[str | None] = None
     description: ClassVar[str] = ("Commonsense-style statements of the fact world ('Boats in <city> sail on the "
                                   "river ...') with subject, verb and object spans (meta), for MEMIT-CSK; offline")
     source_format: ClassVar[str] = "built in (kme-factworld world JSON); optional `world` path to another world file"
@@ -142,7 +144,8 @@ class FactWorldCommonsenseDataset(kme.Dataset):
                 raise ConfigError(f"no commonsense statements for relation {r!r}; {did_you_mean(r, list(STATEMENTS))}",
                                   where="dataset factworld-commonsense params.relations",
                                   hint=f"relations with statements: {', '.join(STATEMENTS)}")
-        reqs = build_commonsense(load_world(p.world), split, seed=p.seed, relations=p.relations,
+        world = load_world(p.world or self.world_file)
+        reqs = build_commonsense(world, split, seed=p.seed, relations=p.relations,
                                  n_neighbours=p.n_neighbours, shuffle=p.shuffle)
         if not reqs:
             raise ConfigError("the filters select no request", where="dataset factworld-commonsense params")

@@ -99,6 +99,8 @@ class ContrastiveDataset(kme.Dataset):
     """Contrastive pairs (advantaged vs disadvantaged completion) over the shipped fact world."""
 
     name: ClassVar[str] = "factworld-contrastive"
+    #: world file when ``params.world`` is not given (None: the shipped world)
+    world_file: ClassVar[str | None] = None
     description: ClassVar[str] = (
         "Contrastive pairs over kme's fact world for debiasing (PCGU): per relation, subjects whose object is one "
         "of two objects A/B; target_true = the advantaged (true) object, target_new = the other; offline")
@@ -128,7 +130,7 @@ class ContrastiveDataset(kme.Dataset):
     def _world(self) -> World:
         p = self.params
         where = f"dataset {self.name} params"
-        world = load_world(p.world)
+        world = load_world(p.world or self.world_file)
         known = list(world.relations)
         for r in p.relations or []:
             if r not in world.relations:

@@ -152,14 +152,18 @@ class FactWorldDataset(kme.Dataset):
             False, description="add reverse questions (portability kind reverse: '<new city> is the capital of' -> "
             "the edited country) to capital requests, the one relation whose inverse is unique in the world")
 
+    #: the world file used when ``params.world`` is not given (None: the shipped world); a
+    #: package that ships another world's model subclasses the dataset and sets it
+    world_file: ClassVar[str | None] = None
+
     def _world(self) -> World:
-        world = load_world(self.params.world)
+        world = load_world(self.params.world or self.world_file)
         if self.params.relations:
             known = list(world.relations)
             for r in self.params.relations:
                 if r not in world.relations:
                     raise ConfigError(f"unknown relation {r!r}; {did_you_mean(r, known)}",
-                                      where="dataset factworld params.relations",
+                                      where=f"dataset {self.name} params.relations",
                                       hint=f"relations of the fact world: {', '.join(known)}")
         return world
 
@@ -172,7 +176,7 @@ class FactWorldDataset(kme.Dataset):
             seen: set[str] = set()
             reqs = [r for r in reqs if not (r.subject in seen or seen.add(r.subject))]
         if not reqs:
-            raise ConfigError("the filters select no request", where="dataset factworld params",
+            raise ConfigError("the filters select no request", where=f"dataset {self.name} params",
                               hint="check `relations` against `subject_kinds` (e.g. capital is a country relation)")
         return reqs
 
@@ -185,6 +189,6 @@ class FactWorldDataset(kme.Dataset):
         if self.params.split in ("train", "all"):
             raise ConfigError(f"the train split is evaluated (split: {self.params.split}), so no disjoint split is "
                               "left to train on",
-                              where="dataset factworld params.split",
+                              where=f"dataset {self.name} params.split",
                               hint="evaluate split: eval when an editor needs training requests")
         return iter(self._requests("train"))

@@ -87,6 +87,8 @@ class FactWorldPrivateDataset(kme.Dataset):
     """People's memorised facts declared private (default: birthplace), for privacy editing."""
 
     name: ClassVar[str] = "factworld-private"
+    #: world file when ``params.world`` is not given (None: the shipped world)
+    world_file: ClassVar[str | None] = None
     description: ClassVar[str] = ("Fact-world people's memorised facts treated as private data (default: birthplace) "
                                   "with non-private neighbourhood facts; for privacy-neuron editing (DEPN); offline")
     source_format: ClassVar[str] = "built in (kme-factworld world JSON); optional `world` path to another world file"
@@ -106,7 +108,7 @@ class FactWorldPrivateDataset(kme.Dataset):
 
     def load(self) -> Iterator[kme.EditRequest]:
         p = self.params
-        world = load_world(p.world)
+        world = load_world(p.world or self.world_file)
         people = world.relation_names("person")
         for r in p.relations:
             if r not in people:

@@ -20,12 +20,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kme_factworld.text import Doc, doc_text, episode, fact_documents
 from kme_factworld.world import World
 
-__all__ = ["TrainConfig", "train", "build_model_config", "save_checkpoint", "tokenizer_texts"]
+__all__ = ["TrainConfig", "TRAIN_CONFIGS", "train", "build_model_config", "save_checkpoint", "tokenizer_texts",
+           "RESUME_FILE"]
+
+#: Training state written every ``checkpoint_every`` steps into the output directory; a run
+#: started with ``resume=True`` continues from it, step for step as if never stopped.
+RESUME_FILE = "resume-state.pt"
 
 
 @dataclass
@@ -33,9 +38,12 @@ class TrainConfig:
     """Everything that decides the trained checkpoint (saved next to it)."""
 
     seed: int = 0
+    world: str = "default"  # a shape of kme_factworld.world.WORLD_SHAPES
+    vocab_size: int = 3072
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
+    n_inner: int | None = None  # MLP width (None: 4 * n_embd, GPT-2's)
     n_positions: int = 512
     steps: int = 2600
     fact_rows: int = 16
@@ -49,14 +57,28 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     threads: int = 2
+    checkpoint_every: int = 0  # steps between resumable training states (0: none)
+    device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    #: fields that may differ between a run and its resumption (they do not change the result)
+    RUNTIME: ClassVar[tuple[str, ...]] = ("threads", "checkpoint_every", "device")
+
+
+#: The training of each shipped world's model. ``deep``: sized by measurement
+#: (docs/factworld.md, "The deep fact world").
+TRAIN_CONFIGS: dict[str, TrainConfig] = {
+    "default": TrainConfig(),
+    "deep": TrainConfig(world="deep", vocab_size=6144, n_layer=8, n_embd=192, n_head=6, steps=8000, lr=3e-3,
+                        warmup=200, episode_every=4, checkpoint_every=200),
+}
 
 
 def build_model_config(cfg: TrainConfig, vocab_size: int, bos_id: int) -> Any:
     from transformers import GPT2Config
 
     return GPT2Config(vocab_size=vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
-                      n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                      n_head=cfg.n_head, n_inner=cfg.n_inner, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                       bos_token_id=bos_id, eos_token_id=bos_id, pad_token_id=bos_id, tie_word_embeddings=True)
 
 
@@ -165,18 +187,64 @@ class _Stream:
                 [lab + [-100] * (width - len(lab)) for _, lab in eps])
 
 
+def _state_path(out: str | Path | None) -> Path | None:
+    return None if out is None else Path(out) / RESUME_FILE
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the training state atomically: a stop mid-write leaves the previous one intact."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, cfg: TrainConfig) -> dict[str, Any]:
+    import torch
+
+    from kme import ConfigError
+
+    if not path.exists():
+        raise ConfigError(f"no training state to resume from: {str(path)!r} does not exist",
+                          where="kme factworld train --resume",
+                          hint="start without --resume (states are written every checkpoint_every steps)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise ConfigError(f"cannot read the training state {str(path)!r}: {e}", where="kme factworld train --resume",
+                          hint="delete it and train from the start") from None
+    saved = state.get("config", {})
+    differ = sorted(k for k, v in asdict(cfg).items() if k not in TrainConfig.RUNTIME and saved.get(k) != v)
+    if differ:
+        shown = ", ".join(f"{k}: saved {saved.get(k)!r}, asked {getattr(cfg, k)!r}" for k in differ)
+        raise ConfigError(f"the saved training state was made with other settings ({shown})",
+                          where=str(path), hint="resume with the same --world/--seed/--steps/--set, or start anew")
+    return state
+
+
 def train(world: World, tokenizer: Any, cfg: TrainConfig, *, log: Callable[[str], None] = print,
-          eval_fn: Callable[[Any], dict[str, float]] | None = None, eval_every: int = 0) -> tuple[Any, dict[str, Any]]:
-    """Train a GPT2LMHeadModel on the world; returns the model and a training record."""
+          eval_fn: Callable[[Any], dict[str, float]] | None = None, eval_every: int = 0,
+          out: str | Path | None = None, resume: bool = False,
+          stop_after: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """Train a GPT2LMHeadModel on the world; returns the model and a training record.
+
+    With ``out`` and ``cfg.checkpoint_every``, the whole training state (weights, optimiser,
+    data stream, random generators) is saved to ``out/resume-state.pt`` every that many steps;
+    ``resume=True`` continues from it and gives the weights an uninterrupted run would.
+    ``stop_after``: return after that many steps in total (a deliberate interruption).
+    """
     import torch
     from transformers import GPT2LMHeadModel
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
     rng = random.Random(cfg.seed + 1)
     enc = _Encoder(tokenizer)
     stream = _Stream(world, enc, cfg, rng)
-    model = GPT2LMHeadModel(build_model_config(cfg, len(tokenizer), tokenizer.bos_token_id))
+    model = GPT2LMHeadModel(build_model_config(cfg, len(tokenizer), tokenizer.bos_token_id)).to(device)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -190,16 +258,39 @@ def train(world: World, tokenizer: Any, cfg: TrainConfig, *, log: Callable[[str]
         return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    t0 = time.perf_counter()
     history: list[dict[str, Any]] = []
     fact_loss = ep_loss = None
-    for step in range(cfg.steps):
+    first, elapsed, resumes = 0, 0.0, 0
+    state_path = _state_path(out)
+    if resume:
+        if state_path is None:
+            raise ValueError("resume=True needs the output directory (out=)")
+        st = _load_state(state_path, cfg)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        rng.setstate(st["rng"])
+        torch.set_rng_state(st["torch_rng"])
+        stream.rows, stream.batches, stream.passes = st["rows"], st["batches"], st["passes"]
+        first, elapsed, history = st["step"], st["seconds"], st["history"]
+        fact_loss, ep_loss, resumes = st["fact_loss"], st["episode_loss"], st.get("resumes", 0) + 1
+        log(json.dumps({"resumed_at_step": first, "seconds_so_far": round(elapsed, 1)}))
+
+    def snapshot(step: int) -> dict[str, Any]:
+        return {"config": asdict(cfg), "step": step, "seconds": elapsed + time.perf_counter() - t0,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": opt.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                "rows": stream.rows, "batches": stream.batches, "passes": stream.passes, "history": history,
+                "fact_loss": fact_loss, "episode_loss": ep_loss, "resumes": resumes}
+
+    t0 = time.perf_counter()
+    last = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    for step in range(first, last):
         is_ep = cfg.episode_every > 0 and step % cfg.episode_every == cfg.episode_every - 1
         rows, labs = stream.episode_batch() if is_ep else stream.fact_batch()
-        ids = torch.tensor(rows)
-        labels = torch.tensor(labs)
+        ids = torch.tensor(rows, device=device)
+        labels = torch.tensor(labs, device=device)
         logits = model(input_ids=ids).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
                                                  labels[:, 1:].reshape(-1), ignore_index=-100)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -207,13 +298,13 @@ def train(world: World, tokenizer: Any, cfg: TrainConfig, *, log: Callable[[str]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        lv = float(loss)
+        lv = float(loss.detach())
         if is_ep:
             ep_loss = lv if ep_loss is None else 0.9 * ep_loss + 0.1 * lv
         else:
             fact_loss = lv if fact_loss is None else 0.95 * fact_loss + 0.05 * lv
         if (step + 1) % 100 == 0 or step == cfg.steps - 1:
-            entry: dict[str, Any] = {"step": step + 1, "seconds": round(time.perf_counter() - t0, 1),
+            entry: dict[str, Any] = {"step": step + 1, "seconds": round(elapsed + time.perf_counter() - t0, 1),
                                      "fact_loss": round(fact_loss or 0, 4), "episode_loss": round(ep_loss or 0, 4),
                                      "passes": stream.passes}
             if eval_fn is not None and eval_every and ((step + 1) % eval_every == 0 or step == cfg.steps - 1):
@@ -222,11 +313,18 @@ def train(world: World, tokenizer: Any, cfg: TrainConfig, *, log: Callable[[str]
                 model.train()
             history.append(entry)
             log(json.dumps(entry))
-    seconds = time.perf_counter() - t0
+        if state_path is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
+                and step + 1 < cfg.steps:
+            _save_state(state_path, snapshot(step + 1))
+    if stop_after is not None and last < cfg.steps and state_path is not None:
+        _save_state(state_path, snapshot(last))
+    seconds = elapsed + time.perf_counter() - t0
     model.eval()
     record = {
         "config": asdict(cfg),
         "train_seconds": round(seconds, 1),
+        "steps_done": last,
+        "resumes": resumes,
         "fact_passes": stream.passes,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
@@ -240,7 +338,7 @@ def save_checkpoint(model: Any, tokenizer: Any, record: dict[str, Any], out: str
     """``save_pretrained`` the model (safetensors) and tokenizer, plus ``training.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    model.to("cpu").save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "training.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return out

@@ -18,8 +18,8 @@ from kme import DatasetRecordError, depth_error, read_text
 from kme_factworld.vocab import (CITY_ENDINGS, HALF, MULTIHOP, N_TRAINED, NOVEL, RELATIONS, SYLLABLES,
                                  RelationSpec)
 
-__all__ = ["World", "Subject", "generate_world", "load_world", "WORLD_PATH", "WORLD_FORMAT",
-           "DEFAULT_SEED"]
+__all__ = ["World", "Subject", "WorldShape", "WORLD_SHAPES", "generate_world", "load_world", "WORLD_PATH",
+           "WORLD_FORMAT", "DEFAULT_SEED"]
 
 WORLD_FORMAT = "kme-factworld-world"
 WORLD_VERSION = 1
@@ -42,6 +42,30 @@ N_COMPANIES = 14
 N_LANGUAGES = 10
 N_RIVERS = 16
 N_CONTINENTS = 5
+
+
+@dataclass(frozen=True)
+class WorldShape:
+    """How many subjects of each kind a world has; relations, phrasings and objects are the
+    same in every shape. Half of each kind (rounded down) forms the ``eval`` split."""
+
+    name: str
+    people: int = N_PEOPLE
+    countries: int = N_COUNTRIES
+    cities_per_country: int = CITIES_PER_COUNTRY
+
+    @property
+    def subjects(self) -> int:
+        return self.people + self.countries * (1 + self.cities_per_country)
+
+
+#: ``default``: the shipped world (284 subjects). ``deep``: 2,052 subjects (1,026 in the eval
+#: split, so 1,000 edits with distinct subjects exist), the world of ``kme-factworld-deep``.
+#: Countries stay at 12 (one currency each); the deep world has 20 cities per country.
+WORLD_SHAPES: dict[str, WorldShape] = {
+    "default": WorldShape("default"),
+    "deep": WorldShape("deep", people=1800, countries=12, cities_per_country=20),
+}
 
 
 @dataclass
@@ -67,6 +91,7 @@ class World:
     relations: dict[str, dict[str, Any]]
     subjects: list[Subject]
     multihop: dict[str, list[dict[str, Any]]]
+    shape: str = "default"
     _by_name: dict[str, Subject] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +147,7 @@ class World:
             "format": WORLD_FORMAT,
             "version": WORLD_VERSION,
             "seed": self.seed,
+            **({"shape": self.shape} if self.shape != "default" else {}),
             "template_roles": {"trained": list(range(N_TRAINED)), "heldout_for_half": list(HALF),
                                "novel": NOVEL},
             "relations": self.relations,
@@ -149,7 +175,7 @@ class World:
                 raise DatasetRecordError(f"subject #{i} lacks field {e}", where=where,
                                          hint="each subject needs name, kind, facts, heldout, split") from None
         return cls(seed=data["seed"], relations=data["relations"], subjects=subjects,
-                   multihop=data.get("multihop", {}))
+                   multihop=data.get("multihop", {}), shape=str(data.get("shape", "default")))
 
 
 # -- generation -------------------------------------------------------------------------
@@ -177,8 +203,14 @@ def _check_templates() -> None:
             raise ValueError(f"relation {r.name} needs {NOVEL + 1} templates")
 
 
-def generate_world(seed: int = DEFAULT_SEED) -> World:
-    """Invent a world from ``seed``; the same seed gives the same world on every machine."""
+def generate_world(seed: int = DEFAULT_SEED, shape: str | WorldShape = "default") -> World:
+    """Invent a world from ``seed`` in ``shape`` (a name of :data:`WORLD_SHAPES` or a
+    :class:`WorldShape`); the same seed and shape give the same world on every machine."""
+    if isinstance(shape, str):
+        if shape not in WORLD_SHAPES:
+            raise DatasetRecordError(f"unknown world shape {shape!r}",
+                                     hint=f"known shapes: {', '.join(WORLD_SHAPES)}")
+        shape = WORLD_SHAPES[shape]
     _check_templates()
     rng = random.Random(seed)
     specs: dict[str, RelationSpec] = {r.name: r for r in RELATIONS}
@@ -186,12 +218,16 @@ def generate_world(seed: int = DEFAULT_SEED) -> World:
     for r in RELATIONS:
         taken.update(v.lower() for v in r.vocab)
 
-    countries = [_word(rng, taken, (2, 2), ("ia", "a", "or", "and", "ey")) for _ in range(N_COUNTRIES)]
+    n_countries, per_country = shape.countries, shape.cities_per_country
+    if n_countries > len(specs["currency"].vocab):
+        raise DatasetRecordError(f"world shape {shape.name!r} has {n_countries} countries, more than the "
+                                 f"{len(specs['currency'].vocab)} currencies")
+    countries = [_word(rng, taken, (2, 2), ("ia", "a", "or", "and", "ey")) for _ in range(n_countries)]
     continents = [_word(rng, taken, (2, 2), ("ica", "esia", "ora")) for _ in range(N_CONTINENTS)]
     languages = [_word(rng, taken, (1, 2), ("ish", "ese", "ic", "an")) for _ in range(N_LANGUAGES)]
     companies = [_word(rng, taken, (2, 2), ("ex", "co", "tron", "corp", "works")) for _ in range(N_COMPANIES)]
     rivers = [_word(rng, taken, (2, 2), ("a", "e", "en", "ine")) for _ in range(N_RIVERS)]
-    city_words = [_word(rng, taken, (2, 2), ("", "s", "en", "ton")) for _ in range(N_COUNTRIES * CITIES_PER_COUNTRY)]
+    city_words = [_word(rng, taken, (2, 2), ("", "s", "en", "ton")) for _ in range(n_countries * per_country)]
     seconds = [_word(rng, taken, (1, 2), CITY_ENDINGS, max_len=10) for _ in city_words]
     cities = [f"{w} {s}" for w, s in zip(city_words, seconds)]
 
@@ -200,7 +236,7 @@ def generate_world(seed: int = DEFAULT_SEED) -> World:
     subjects: list[Subject] = []
 
     # countries: capital, official language, continent
-    country_cities = {c: cities[i * CITIES_PER_COUNTRY:(i + 1) * CITIES_PER_COUNTRY] for i, c in enumerate(countries)}
+    country_cities = {c: cities[i * per_country:(i + 1) * per_country] for i, c in enumerate(countries)}
     country_currency = dict(zip(countries, currencies))
     for c in countries:
         subjects.append(Subject(c, "country", {
@@ -221,9 +257,9 @@ def generate_world(seed: int = DEFAULT_SEED) -> World:
     # people: first and last names, seven facts each
     first_names: list[str] = []
     last_names: list[str] = []
-    for _ in range(N_FIRST_NAMES):
+    for _ in range(shape.people // 3):
         first_names.append(_word(rng, taken, (2, 2), ("", "a", "o", "in", "ia", "el"), max_len=8))
-    for _ in range(N_LAST_NAMES):
+    for _ in range(shape.people):
         last_names.append(_word(rng, taken, (2, 2), ("son", "ov", "ski", "wick", "er", "ez", "ard"), max_len=10))
     vocab = {"employer": companies, "mother_tongue": languages}
     people = [f"{rng.choice(first_names)} {last}" for last in last_names]
@@ -259,7 +295,7 @@ def generate_world(seed: int = DEFAULT_SEED) -> World:
             "objects": sorted(objects.get(r.name, r.vocab)),
         }
     multihop = {rel: [{"template": t, "path": list(p)} for t, p in qs] for rel, qs in MULTIHOP.items()}
-    return World(seed=seed, relations=relations, subjects=subjects, multihop=multihop)
+    return World(seed=seed, relations=relations, subjects=subjects, multihop=multihop, shape=shape.name)
 
 
 def load_world(path: str | Path | None = None) -> World:
