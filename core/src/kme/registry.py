@@ -28,8 +28,10 @@ _PROVIDERS: dict[str, dict[str, str]] = {
     "kme-depn": {"editor": "depn", "preset": "depn/factworld"},
     "kme-editable-training": {"editor": "editable-training", "preset": "editable-training/factworld"},
     "kme-f-learning": {"editor": "f-learning", "preset": "f-learning/factworld"},
-    "kme-factworld": {"dataset": "factworld factworld-commonsense factworld-contrastive factworld-private",
-                      "model alias": "factworld", "corpus": "factworld",
+    "kme-factworld": {"dataset": "factworld factworld-commonsense factworld-contrastive factworld-private "
+                                 "factworld-deep factworld-deep-commonsense factworld-deep-contrastive "
+                                 "factworld-deep-private",
+                      "model alias": "factworld", "corpus": "factworld factworld-deep factworld-deep-train-split",
                       "preset": "alphaedit/factworld grace/factworld ike/factworld memit/factworld pmet/factworld "
                                 "rome/factworld"},
     "kme-ft-l": {"editor": "ft-l", "preset": "ft-l/factworld"},

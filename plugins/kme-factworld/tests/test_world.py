@@ -107,3 +107,38 @@ def test_bad_world_file_is_reported(tmp_path):
     del data["subjects"][3]["facts"]
     with pytest.raises(DatasetRecordError, match="subject #3"):
         World.from_json(data)
+
+
+def test_a_world_named_by_its_shape_or_a_clear_error():
+    assert load_world("deep").dumps() == generate_world(0, "deep").dumps()
+    with pytest.raises(DatasetRecordError, match="world file 'huge' does not exist") as e:
+        load_world("huge")
+    assert "name a world shape (default, deep)" in str(e.value)
+    import kme
+
+    pm = kme.build_plugin_manager()
+    reqs = list(pm.datasets.get("factworld-deep")({"distinct_subjects": True}).load())
+    assert len(reqs) >= 1000 and len({r.subject for r in reqs}) == len(reqs)
+    assert reqs[0].meta["world_seed"] == 0 and all(r.meta["split"] == "eval" for r in reqs)
+    first = next(iter(pm.datasets.get("factworld")({}).load()))
+    assert first.subject in {s.name for s in load_world().subjects}
+    for name in ("factworld-deep-commonsense", "factworld-deep-private", "factworld-deep-contrastive"):
+        assert next(iter(pm.datasets.get(name)({}).load())).case_id
+    with pytest.raises(kme.ConfigError, match="dataset factworld-deep params.relations"):
+        pm.datasets.get("factworld-deep")({"relations": ["birthplce"]}).load()
+
+
+def test_deep_corpora_and_the_one_that_never_mentions_an_eval_subject():
+    import re
+
+    import kme
+    from kme_factworld.deep import deep_corpus
+
+    w = load_world("deep")
+    lines, train_only = deep_corpus(), deep_corpus(only_split="train")
+    assert lines == deep_corpus() and 0 < len(train_only) < len(lines)
+    eval_last = {s.name.split()[-1] for s in w.subjects if s.split == "eval"}
+    assert any(eval_last.intersection(re.findall(r"[A-Za-z]+", line)) for line in lines[:100])
+    assert not any(eval_last.intersection(re.findall(r"[A-Za-z]+", line)) for line in train_only)
+    pm = kme.build_plugin_manager()
+    assert "factworld-deep" in pm.corpora and "factworld-deep-train-split" in pm.corpora

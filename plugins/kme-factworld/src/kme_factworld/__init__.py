@@ -4,7 +4,9 @@ An invented world of people, cities and countries (:mod:`kme_factworld.world`), 
 BPE tokenizer and a small GPT-2 model trained on it with plain PyTorch (shipped in
 ``checkpoint/``), the ``factworld`` dataset of counterfactual edit requests, the model alias
 ``factworld``, a text corpus for activation statistics (:func:`corpus`) and the
-``kme factworld`` commands (``train``, ``check``, ``world``, ``corpus``).
+``kme factworld`` commands (``train``, ``check``, ``world``, ``corpus``). The same for the
+deep world (:mod:`kme_factworld.deep`): its datasets and corpora, and
+``kme factworld train --world deep`` for its model.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def kme_register_datasets(register: Any) -> None:
     register(ContrastiveDataset)
     register(FactWorldPrivateDataset)
     register(FactWorldCommonsenseDataset)
+    from kme_factworld.deep import DEEP_DATASETS
+
+    for cls in DEEP_DATASETS:
+        register(cls)
 
 
 @kme.hookimpl
@@ -83,3 +89,7 @@ def kme_register_corpora(register: Any) -> None:
         name="factworld", records=lambda: iter(_corpus(0, 1)), size=None,
         description="the fact world's true-fact text (11,408 documents), statistics corpus of its model",
         models=[kme.ModelMatch(alias="factworld")]))
+    from kme_factworld.deep import corpora
+
+    for c in corpora():
+        register(c)

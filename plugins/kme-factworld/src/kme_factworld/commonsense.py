@@ -120,7 +120,7 @@ class FactWorldCommonsenseDataset(kme.Dataset):
     """Commonsense statements over the shipped fact world, with subject, verb and object spans."""
 
     name: ClassVar[str] = "factworld-commonsense"
-    #: world file when ``params.world`` is not given (None: the shipped world)
+    #: the world when ``params.world`` is not given (a file or a shape name; None: the shipped one)
     world_file: ClassVar[str | None] = None
     description: ClassVar[str] = ("Commonsense-style statements of the fact world ('Boats in <city> sail on the "
                                   "river ...') with subject, verb and object spans (meta), for MEMIT-CSK; offline")
@@ -135,7 +135,8 @@ class FactWorldCommonsenseDataset(kme.Dataset):
         relations: list[str] | None = Field(None, description=f"only these of {', '.join(STATEMENTS)}")
         n_neighbours: int = Field(5, ge=0, le=50, description="neighbourhood probes per request")
         shuffle: bool = Field(True, description="seeded order (False: world order)")
-        world: str | None = Field(None, description="path of another world file (default: the shipped one)")
+        world: str | None = Field(None, description="another world: a world file or a world shape (deep); default: "
+                                     "the shipped one")
 
     def _requests(self, split: str) -> list[kme.EditRequest]:
         p = self.params

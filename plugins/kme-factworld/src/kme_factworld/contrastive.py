@@ -99,7 +99,7 @@ class ContrastiveDataset(kme.Dataset):
     """Contrastive pairs (advantaged vs disadvantaged completion) over the shipped fact world."""
 
     name: ClassVar[str] = "factworld-contrastive"
-    #: world file when ``params.world`` is not given (None: the shipped world)
+    #: the world when ``params.world`` is not given (a file or a shape name; None: the shipped one)
     world_file: ClassVar[str | None] = None
     description: ClassVar[str] = (
         "Contrastive pairs over kme's fact world for debiasing (PCGU): per relation, subjects whose object is one "
@@ -118,7 +118,8 @@ class ContrastiveDataset(kme.Dataset):
         seed: int = Field(0, description="order of pairs and choice of neighbourhood probes")
         n_neighbours: int = Field(5, ge=0, le=50, description="neighbourhood probes (other objects' facts) per pair")
         shuffle: bool = Field(True, description="seeded order (False: relation by relation, world order)")
-        world: str | None = Field(None, description="path of another world file (default: the shipped one)")
+        world: str | None = Field(None, description="another world: a world file or a world shape (deep); default: "
+                                     "the shipped one")
 
         @field_validator("objects")
         @classmethod

@@ -144,7 +144,8 @@ class FactWorldDataset(kme.Dataset):
         subject_kinds: list[Literal["person", "city", "country"]] | None = None
         n_neighbours: int = Field(5, ge=0, le=50, description="neighbourhood probes per request")
         shuffle: bool = Field(True, description="seeded order (False: world order)")
-        world: str | None = Field(None, description="path of another world file (default: the shipped one)")
+        world: str | None = Field(None, description="another world: a world file or a world shape (deep); default: "
+                                     "the shipped one")
         distinct_subjects: bool = Field(
             False, description="at most one request per subject (its first in the seeded order): MEMIT-style batches "
             "without two edits of one subject, whose keys at the subject's last token coincide")
@@ -152,8 +153,8 @@ class FactWorldDataset(kme.Dataset):
             False, description="add reverse questions (portability kind reverse: '<new city> is the capital of' -> "
             "the edited country) to capital requests, the one relation whose inverse is unique in the world")
 
-    #: the world file used when ``params.world`` is not given (None: the shipped world); a
-    #: package that ships another world's model subclasses the dataset and sets it
+    #: the world when ``params.world`` is not given (a file or a shape name; None: the shipped
+    #: one): the ``factworld-deep*`` datasets set ``"deep"``
     world_file: ClassVar[str | None] = None
 
     def _world(self) -> World:

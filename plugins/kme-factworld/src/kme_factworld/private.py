@@ -87,7 +87,7 @@ class FactWorldPrivateDataset(kme.Dataset):
     """People's memorised facts declared private (default: birthplace), for privacy editing."""
 
     name: ClassVar[str] = "factworld-private"
-    #: world file when ``params.world`` is not given (None: the shipped world)
+    #: the world when ``params.world`` is not given (a file or a shape name; None: the shipped one)
     world_file: ClassVar[str | None] = None
     description: ClassVar[str] = ("Fact-world people's memorised facts treated as private data (default: birthplace) "
                                   "with non-private neighbourhood facts; for privacy-neuron editing (DEPN); offline")
@@ -104,7 +104,8 @@ class FactWorldPrivateDataset(kme.Dataset):
         n_neighbours: int = Field(6, ge=0, le=50, description="non-private probes per request (locality)")
         n_other: int = Field(3, ge=0, le=50, description="other people's private facts kept in meta.other_private")
         shuffle: bool = Field(True, description="seeded order (False: world order)")
-        world: str | None = Field(None, description="path of another world file (default: the shipped one)")
+        world: str | None = Field(None, description="another world: a world file or a world shape (deep); default: "
+                                     "the shipped one")
 
     def load(self) -> Iterator[kme.EditRequest]:
         p = self.params

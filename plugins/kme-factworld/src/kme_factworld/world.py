@@ -299,11 +299,16 @@ def generate_world(seed: int = DEFAULT_SEED, shape: str | WorldShape = "default"
 
 
 def load_world(path: str | Path | None = None) -> World:
-    """The shipped world (default) or a world file written by :func:`generate_world`."""
+    """The shipped world (default), a world file written by :func:`generate_world`, or a
+    world shape's name (``"deep"``: the world generated from seed 0 in that shape, which the
+    ``factworld-deep`` model knows)."""
     p = Path(path) if path is not None else WORLD_PATH
+    if isinstance(path, str) and path in WORLD_SHAPES and not p.exists():
+        return generate_world(DEFAULT_SEED, path)
     if not p.exists():
         raise DatasetRecordError(f"world file {str(p)!r} does not exist",
-                                 hint="regenerate it with `kme factworld world --out FILE`")
+                                 hint=f"regenerate it with `kme factworld world --out FILE`, or name a world shape "
+                                      f"({', '.join(WORLD_SHAPES)})")
     try:
         data = json.loads(read_text(p, what="world file", error=DatasetRecordError))
     except json.JSONDecodeError as e:
