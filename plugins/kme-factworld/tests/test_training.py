@@ -62,6 +62,25 @@ def test_train_config_of_a_world_with_overrides():
         train_config("default", overrides={"n_layers": "8"})
     with pytest.raises(ConfigError, match="n_layer='eight' is not a int"):
         train_config("default", overrides={"n_layer": "eight"})
+    assert train_config("deep", overrides={"subject_loss": "false"}).subject_loss is False
+    with pytest.raises(ConfigError, match="subject_loss='maybe' is not a bool"):
+        train_config("deep", overrides={"subject_loss": "maybe"})
+
+
+def test_subject_loss_off_masks_only_the_subject_names():
+    import random
+
+    from kme_factworld.text import doc_text, fact_documents
+    from kme_factworld.world import load_world
+
+    world = load_world()
+    with_loss = fact_documents(world, random.Random(3))
+    without = fact_documents(world, random.Random(3), learn_subject=False)
+    assert [doc_text(d) for d in with_loss] == [doc_text(d) for d in without]  # same text, same order
+    names = {s.name for s in world.subjects}
+    masked = [t.strip() for d in without for t, learn in d if not learn]
+    assert masked and set(masked) <= names  # every unlearned segment is a subject's name
+    assert all(learn for d in with_loss for t, learn in d if t.strip() in names)
 
 
 def test_resumed_training_equals_an_uninterrupted_run(cli, tmp_path):

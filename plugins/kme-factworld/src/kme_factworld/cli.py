@@ -43,7 +43,10 @@ def train_config(world: str = "default", seed: int = 0, steps: int | None = None
             if value is None or value == "none":
                 value = None if key == "n_inner" else value
             elif isinstance(current, bool):
-                value = str(value).lower() in ("1", "true", "yes")
+                word = str(value).lower()
+                if word not in ("1", "true", "yes", "0", "false", "no"):
+                    raise ValueError(value)
+                value = word in ("1", "true", "yes")
             elif isinstance(current, int) or key == "n_inner":
                 value = int(value)
             elif isinstance(current, float):

@@ -40,14 +40,15 @@ def doc_text(doc: Doc) -> str:
 
 
 def sentence(template: str, subject: str, obj: str, *, clause: str | None = None, learn_object: bool = True,
-             end: str = ".") -> Doc:
-    """One fact sentence as segments: prompt, object, end."""
+             end: str = ".", learn_subject: bool = True) -> Doc:
+    """One fact sentence as segments: prompt, object, end. ``learn_subject=False``: the
+    subject's name carries no loss (which subject a sentence is about cannot be predicted)."""
     before, after = template.split("{}")
     if clause:
         before = f"{clause} {before[:1].lower()}{before[1:]}" if before else f"{clause} "
     lead = " " if before.endswith(" ") else ""
     segs: Doc = [(before.rstrip(" "), True)] if before.rstrip(" ") else []
-    segs += [(lead + subject, True), (after, True), (" " + obj, learn_object), (end, True)]
+    segs += [(lead + subject, learn_subject), (after, True), (" " + obj, learn_object), (end, True)]
     return segs
 
 
@@ -65,19 +66,23 @@ def _filler(rng: random.Random, s: Subject) -> Doc:
 
 
 def fact_documents(world: World, rng: random.Random, *, clause_p: float = 0.2, paragraphs: int = 2,
-                   fillers: int = 1) -> list[Doc]:
+                   fillers: int = 1, learn_subject: bool = True) -> list[Doc]:
     """One pass over the world's true facts: every trained phrasing of every fact once,
-    plus paragraphs, two-hop paragraphs and filler sentences, in random order."""
+    plus paragraphs, two-hop paragraphs and filler sentences, in random order.
+    ``learn_subject=False``: no loss on the subject's name in fact sentences (the text is
+    the same; only the training labels differ)."""
+    ls = learn_subject
     docs: list[Doc] = []
     for s in world.subjects:
         for rel, obj in s.facts.items():
             for t in world.trained_templates(s, rel):
                 clause = rng.choice(CLAUSES) if rng.random() < clause_p else None
-                docs.append(sentence(t, s.name, obj, clause=clause))
+                docs.append(sentence(t, s.name, obj, clause=clause, learn_subject=ls))
         rels = list(s.facts)
         for _ in range(paragraphs):
             chosen = rng.sample(rels, k=min(len(rels), rng.randint(2, 4)))
-            parts = [sentence(rng.choice(world.trained_templates(s, r)), s.name, s.facts[r]) for r in chosen]
+            parts = [sentence(rng.choice(world.trained_templates(s, r)), s.name, s.facts[r], learn_subject=ls)
+                     for r in chosen]
             if rng.random() < 0.5:
                 parts.insert(rng.randint(0, len(parts)), _filler(rng, s))
             docs.append(_join(parts))
@@ -89,7 +94,7 @@ def fact_documents(world: World, rng: random.Random, *, clause_p: float = 0.2, p
             city = world.subject(s.facts[rel])
             r2 = rng.choice(list(city.facts))
             docs.append(_join([
-                sentence(rng.choice(world.trained_templates(s, rel)), s.name, city.name),
+                sentence(rng.choice(world.trained_templates(s, rel)), s.name, city.name, learn_subject=ls),
                 sentence(rng.choice(world.trained_templates(city, r2)), city.name, city.facts[r2]),
             ]))
     rng.shuffle(docs)

@@ -51,6 +51,7 @@ class TrainConfig:
     packing: str = "bucketed"  # "packed": documents share rows; "bucketed": one document per row
     episode_every: int = 3  # every n-th step is an episode step
     episode_rows: int = 4
+    subject_loss: bool = True  # False: fact sentences carry no loss on the subject's name
     lr: float = 3e-3
     min_lr_ratio: float = 0.05
     warmup: int = 100
@@ -159,7 +160,7 @@ class _Stream:
         self.passes = 0
 
     def _refill(self) -> None:
-        docs = fact_documents(self.world, self.rng)
+        docs = fact_documents(self.world, self.rng, learn_subject=self.cfg.subject_loss)
         encoded = self.enc.encode_docs(docs)
         if self.cfg.packing == "bucketed":
             self.batches.extend(_buckets(encoded, self.cfg.fact_rows * self.cfg.fact_row_len, self.enc.bos, self.rng))
