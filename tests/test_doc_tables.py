@@ -28,7 +28,7 @@ def test_committed_tables_are_what_kme_compare_prints():
 
 def test_a_stale_table_is_found_and_rewritten(tmp_path, monkeypatch):
     mod = _tables_module()
-    args = "examples/memory-editors/results/family-20 --metrics accuracy --format markdown"
+    args = "examples/memory-editors/results/family --metrics accuracy --format markdown"
     doc = tmp_path / "d.md"
     doc.write_text(f"# t\n\n<!-- kme compare {args} -->\n| stale |\n<!-- /kme compare -->\nafter\n")
     [(a, body, fresh)] = mod.tables(doc)
