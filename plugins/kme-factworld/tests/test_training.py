@@ -125,3 +125,20 @@ def test_resume_errors_name_the_state(cli, tmp_path):
     assert "cannot read the training state" in _error(bad)
     unknown = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "d"), "--set", "depth"])
     assert "is not KEY=VALUE" in _error(unknown)
+
+
+def test_bfloat16_autocast_trains_float32_weights(cli, tmp_path):
+    from safetensors.torch import load_file
+
+    runner = CliRunner()
+    res = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "bf"), *TINY, "--set", "autocast=bfloat16",
+                              "--set", "subject_loss=false"])
+    assert res.exit_code == 0, res.output
+    weights = load_file(tmp_path / "bf" / "model.safetensors")
+    assert all(str(v.dtype) == "torch.float32" and v.isfinite().all() for v in weights.values())
+    record = json.loads((tmp_path / "bf" / "training.json").read_text())
+    assert record["config"]["autocast"] == "bfloat16" and record["config"]["subject_loss"] is False
+    assert 0 < record["history"][-1]["fact_loss"] < 20
+    bad = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "x"), *TINY, "--set", "autocast=fp8"])
+    assert "autocast='fp8' is not one of none, bfloat16" in _error(bad)
+    assert not (tmp_path / "x").exists()  # refused before anything is written

@@ -25,8 +25,13 @@ from typing import Any, ClassVar
 from kme_factworld.text import Doc, doc_text, episode, fact_documents
 from kme_factworld.world import World
 
-__all__ = ["TrainConfig", "TRAIN_CONFIGS", "train", "build_model_config", "save_checkpoint", "tokenizer_texts",
-           "RESUME_FILE"]
+__all__ = ["TrainConfig", "TRAIN_CONFIGS", "AUTOCAST", "train", "build_model_config", "save_checkpoint",
+           "tokenizer_texts", "RESUME_FILE"]
+
+#: ``TrainConfig.autocast`` values: the dtype the forward and backward passes compute in
+#: ("none": float32 throughout; "bfloat16": ~1.45x faster per step on a CPU with AVX512-BF16).
+AUTOCAST: tuple[str, ...] = ("none", "bfloat16")
+
 
 #: Training state written every ``checkpoint_every`` steps into the output directory; a run
 #: started with ``resume=True`` continues from it, step for step as if never stopped.
@@ -52,6 +57,7 @@ class TrainConfig:
     episode_every: int = 3  # every n-th step is an episode step
     episode_rows: int = 4
     subject_loss: bool = True  # False: fact sentences carry no loss on the subject's name
+    autocast: str = "none"  # "bfloat16": forward/backward under torch.autocast (weights and optimiser stay float32)
     lr: float = 3e-3
     min_lr_ratio: float = 0.05
     warmup: int = 100
@@ -239,9 +245,15 @@ def train(world: World, tokenizer: Any, cfg: TrainConfig, *, log: Callable[[str]
     import torch
     from transformers import GPT2LMHeadModel
 
+    from kme import ConfigError
+
+    if cfg.autocast not in AUTOCAST:
+        raise ConfigError(f"autocast={cfg.autocast!r} is not one of {', '.join(AUTOCAST)}",
+                          where="kme factworld train --set autocast")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
+    amp_dtype = None if cfg.autocast == "none" else getattr(torch, cfg.autocast)
     rng = random.Random(cfg.seed + 1)
     enc = _Encoder(tokenizer)
     stream = _Stream(world, enc, cfg, rng)
@@ -290,7 +302,8 @@ def train(world: World, tokenizer: Any, cfg: TrainConfig, *, log: Callable[[str]
         rows, labs = stream.episode_batch() if is_ep else stream.fact_batch()
         ids = torch.tensor(rows, device=device)
         labels = torch.tensor(labs, device=device)
-        logits = model(input_ids=ids).logits
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(input_ids=ids).logits
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
                                                  labels[:, 1:].reshape(-1), ignore_index=-100)
         for g in opt.param_groups:
