@@ -109,7 +109,9 @@ def run_on_ray(tasks: list[Any], *, address: str, workers: int, entry: bool, ext
         except ConnectionError as e:
             raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {e}",
                               where="--ray ADDRESS", hint="start one with `ray start --head`, or pass "
-                              "--ray with no address for a local instance") from None
+                              "--ray with no address for a local instance; a cluster with token "
+                              "authentication (Ray's default since 2.59) also needs RAY_AUTH_MODE=token and "
+                              "its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) in this environment") from None
         started = True
     try:
         n = max(1, min(workers, len(tasks)))
