@@ -77,7 +77,8 @@ class TrainConfig:
 TRAIN_CONFIGS: dict[str, TrainConfig] = {
     "default": TrainConfig(),
     "deep": TrainConfig(world="deep", vocab_size=6144, n_layer=8, n_embd=192, n_head=6, steps=8000, lr=3e-3,
-                        warmup=200, episode_every=4, checkpoint_every=200),
+                        warmup=200, episode_every=4, checkpoint_every=200, subject_loss=False,
+                        autocast="bfloat16"),
 }
 
 
