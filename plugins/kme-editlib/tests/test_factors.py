@@ -180,3 +180,25 @@ def test_a_second_rome_edit_on_the_same_layer_does_not_factorise_again(monkeypat
     assert first <= 1
     h2 = m.edit("rome", default_requests()[:1], params)
     assert h2.meta["per_request"][0]["factor"] == "memory" and len(calls) == first
+
+
+def test_dead_units_do_not_make_the_covariance_singular():
+    from kme_editlib.factors import factorise
+
+    g = torch.Generator().manual_seed(0)
+    keys = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    keys[:, [1, 4]] = 0.0  # two MLP units that never fire
+    C = keys.T @ keys / 200
+    method, tensors = factorise(C)
+    assert method == "cholesky"
+    from kme_editlib.factors import Factor
+
+    b = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    b[[1, 4]] = 0.0  # an edit key is 0 on the dead units too
+    x = Factor(method, tensors).solve(b)
+    live = [0, 2, 3, 5]
+    expect = torch.linalg.solve(C[live][:, live], b[live])
+    assert torch.allclose(x[live], expect, atol=1e-9) and torch.all(x[[1, 4]] == 0)
+    healthy = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    H = healthy.T @ healthy
+    assert torch.equal(factorise(H)[1]["L"], torch.linalg.cholesky(H))  # unchanged without dead units

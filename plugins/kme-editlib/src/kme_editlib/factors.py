@@ -201,12 +201,25 @@ def _cached(cov: torch.Tensor, kind: str, params: dict[str, str], compute, info:
 
 
 def factorise(cov: torch.Tensor) -> tuple[str, dict[str, torch.Tensor]]:
-    """Factorise ``C`` in float64: Cholesky, or LU if ``C`` is not numerically positive definite."""
+    """Factorise ``C`` in float64: Cholesky, or LU if ``C`` is not numerically positive definite.
+
+    A key coordinate that is exactly 0 on the whole corpus (a dead MLP unit: its row and
+    column of ``C`` are 0) would make ``C`` singular; its diagonal entry is set to the mean
+    of the others, so ``C^-1 k`` is the solve over the live coordinates and ``k_i / c`` (≈ 0)
+    on the dead one. A ``C`` without such rows is factorised unchanged."""
     C = cov.detach().to(torch.float64)
     L, bad = torch.linalg.cholesky_ex(C)
     FACTORISATIONS["cholesky"] += 1
     if int(bad) == 0:
         return "cholesky", {"L": L.contiguous()}
+    dead = (C == 0).all(dim=0) & (C == 0).all(dim=1)
+    if bool(dead.any()) and not bool(dead.all()):
+        C = C.clone()
+        C[dead, dead] = C.diagonal()[~dead].mean()
+        L, bad = torch.linalg.cholesky_ex(C)
+        FACTORISATIONS["cholesky"] += 1
+        if int(bad) == 0:
+            return "cholesky", {"L": L.contiguous()}
     LU, pivots = torch.linalg.lu_factor(C)
     FACTORISATIONS["lu"] += 1
     return "lu", {"LU": LU.contiguous(), "pivots": pivots.contiguous()}
