@@ -24,7 +24,7 @@ def train_config(world: str = "default", seed: int = 0, steps: int | None = None
 
     from kme import ConfigError, did_you_mean
 
-    from kme_factworld.training import AUTOCAST, TRAIN_CONFIGS, TrainConfig
+    from kme_factworld.training import TRAIN_CONFIGS, TrainConfig, check_autocast
 
     if world not in TRAIN_CONFIGS:
         raise ConfigError(f"unknown world {world!r}; {did_you_mean(world, list(TRAIN_CONFIGS))}",
@@ -55,9 +55,7 @@ def train_config(world: str = "default", seed: int = 0, steps: int | None = None
             raise ConfigError(f"training setting {key}={value!r} is not a {type(current).__name__}",
                               where="kme factworld train --set") from None
         setattr(cfg, key, value)
-    if cfg.autocast not in AUTOCAST:
-        raise ConfigError(f"training setting autocast={cfg.autocast!r} is not one of {', '.join(AUTOCAST)}",
-                          where="kme factworld train --set")
+    check_autocast(cfg.autocast)
     return cfg
 
 

@@ -25,12 +25,21 @@ from typing import Any, ClassVar
 from kme_factworld.text import Doc, doc_text, episode, fact_documents
 from kme_factworld.world import World
 
-__all__ = ["TrainConfig", "TRAIN_CONFIGS", "AUTOCAST", "train", "build_model_config", "save_checkpoint",
+__all__ = ["TrainConfig", "TRAIN_CONFIGS", "AUTOCAST", "check_autocast", "train", "build_model_config", "save_checkpoint",
            "tokenizer_texts", "RESUME_FILE"]
 
 #: ``TrainConfig.autocast`` values: the dtype the forward and backward passes compute in
 #: ("none": float32 throughout; "bfloat16": ~1.45x faster per step on a CPU with AVX512-BF16).
 AUTOCAST: tuple[str, ...] = ("none", "bfloat16")
+
+
+def check_autocast(value: str) -> None:
+    """Refuse an ``autocast`` value other than :data:`AUTOCAST`'s, before anything is written."""
+    from kme import ConfigError
+
+    if value not in AUTOCAST:
+        raise ConfigError(f"training setting autocast={value!r} is not one of {', '.join(AUTOCAST)}",
+                          where="kme factworld train --set")
 
 
 #: Training state written every ``checkpoint_every`` steps into the output directory; a run
@@ -246,11 +255,7 @@ def train(world: World, tokenizer: Any, cfg: TrainConfig, *, log: Callable[[str]
     import torch
     from transformers import GPT2LMHeadModel
 
-    from kme import ConfigError
-
-    if cfg.autocast not in AUTOCAST:
-        raise ConfigError(f"autocast={cfg.autocast!r} is not one of {', '.join(AUTOCAST)}",
-                          where="kme factworld train --set autocast")
+    check_autocast(cfg.autocast)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
