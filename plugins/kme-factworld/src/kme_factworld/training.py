@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 from kme_factworld.text import Doc, doc_text, episode, fact_documents
 from kme_factworld.world import World
 
-__all__ = ["TrainConfig", "TRAIN_CONFIGS", "AUTOCAST", "check_autocast", "train", "build_model_config", "save_checkpoint",
-           "tokenizer_texts", "RESUME_FILE"]
+__all__ = ["TrainConfig", "TRAIN_CONFIGS", "AUTOCAST", "check_autocast", "train", "build_model_config",
+           "save_checkpoint", "tokenizer_texts", "RESUME_FILE"]
 
 #: ``TrainConfig.autocast`` values: the dtype the forward and backward passes compute in
 #: ("none": float32 throughout; "bfloat16": ~1.45x faster per step on a CPU with AVX512-BF16).
