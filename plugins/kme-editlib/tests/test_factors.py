@@ -202,3 +202,24 @@ def test_dead_units_do_not_make_the_covariance_singular():
     healthy = torch.randn(50, 6, generator=g, dtype=torch.float64)
     H = healthy.T @ healthy
     assert torch.equal(factorise(H)[1]["L"], torch.linalg.cholesky(H))  # unchanged without dead units
+
+
+def test_rounding_below_zero_gets_the_smallest_ridge_that_makes_c_positive_definite():
+    from kme_editlib.factors import JITTERS, factorise
+
+    g = torch.Generator().manual_seed(1)
+    keys = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    C = keys.T @ keys  # rank 3 < 8, no dead unit
+    evals, evecs = torch.linalg.eigh(C)
+    evals[:5] = -1e-9 * float(evals.max())  # the null space, as float32 sums round it
+    C = evecs @ torch.diag(evals) @ evecs.T
+    assert int(torch.linalg.cholesky_ex(C)[1]) != 0
+    method, tensors = factorise(C)
+    assert method == "cholesky"
+    L = tensors["L"]
+    ridge = (L @ L.T - C).diagonal() / float(C.diagonal().max())
+    assert float(ridge.mean()) == pytest.approx(min(j for j in JITTERS if j > 1e-9), rel=1e-3)
+    # the live directions are solved as before: a key in C's range keeps C^-1 k's image
+    k = keys[0]
+    x = torch.cholesky_solve(k[:, None], L)[:, 0]
+    assert torch.allclose(C @ x, k, atol=1e-4)

@@ -39,11 +39,11 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from kme_editlib.stats import StatsKey, _save, source_of
 
-__all__ = ["Factor", "FACTORISATIONS", "cov_factor", "cached_null_space_projector", "clear_memory",
+__all__ = ["Factor", "FACTORISATIONS", "DEAD_UNIT_TOL", "JITTERS", "cov_factor", "cached_null_space_projector", "clear_memory",
            "factor_path", "factor_meta", "ENV_MEMORY"]
 
 ENV_MEMORY = "KME_FACTOR_MEMORY"
-FACTOR_VERSION = "1"
+FACTOR_VERSION = "2"
 FACTORISATIONS: Counter[str] = Counter()
 """How many factorisations were computed, by kind (``cholesky``, ``lu``, ``eigh``)."""
 
@@ -200,26 +200,44 @@ def _cached(cov: torch.Tensor, kind: str, params: dict[str, str], compute, info:
     return out
 
 
+DEAD_UNIT_TOL = 1e-8
+"""A key coordinate whose ``C`` diagonal is at most this times the largest is a dead unit."""
+JITTERS = (1e-10, 1e-8, 1e-6)
+"""Ridges tried, times the largest diagonal, when ``C`` is still singular without its dead
+units (statistics summed in float32 carry rounding of about 1e-7 of the largest entry)."""
+
+
 def factorise(cov: torch.Tensor) -> tuple[str, dict[str, torch.Tensor]]:
     """Factorise ``C`` in float64: Cholesky, or LU if ``C`` is not numerically positive definite.
 
-    A key coordinate that is exactly 0 on the whole corpus (a dead MLP unit: its row and
-    column of ``C`` are 0) would make ``C`` singular; its diagonal entry is set to the mean
-    of the others, so ``C^-1 k`` is the solve over the live coordinates and ``k_i / c`` (≈ 0)
-    on the dead one. A ``C`` without such rows is factorised unchanged."""
+    A ``C`` that Cholesky accepts is factorised unchanged (as the papers' code solves it).
+    Otherwise: a key coordinate that (almost) never fires on the corpus (a dead MLP unit:
+    diagonal at most :data:`DEAD_UNIT_TOL` of the largest) makes ``C`` singular; its row and
+    column are zeroed and its diagonal set to the mean of the others, so ``C^-1 k`` is the
+    solve over the live coordinates and ``k_i / c`` (≈ 0) on the dead one. If rounding
+    still leaves a zero eigenvalue, the smallest ridge of :data:`JITTERS` that makes ``C``
+    positive definite is added. A ``C`` with a negative diagonal is not a second moment and
+    gets LU."""
     C = cov.detach().to(torch.float64)
     L, bad = torch.linalg.cholesky_ex(C)
     FACTORISATIONS["cholesky"] += 1
     if int(bad) == 0:
         return "cholesky", {"L": L.contiguous()}
-    dead = (C == 0).all(dim=0) & (C == 0).all(dim=1)
-    if bool(dead.any()) and not bool(dead.all()):
+    diag = C.diagonal()
+    if bool((diag >= 0).all()) and float(diag.max()) > 0:
         C = C.clone()
-        C[dead, dead] = C.diagonal()[~dead].mean()
-        L, bad = torch.linalg.cholesky_ex(C)
-        FACTORISATIONS["cholesky"] += 1
-        if int(bad) == 0:
-            return "cholesky", {"L": L.contiguous()}
+        dead = diag <= DEAD_UNIT_TOL * float(diag.max())
+        if bool(dead.any()):
+            C[dead, :] = 0.0
+            C[:, dead] = 0.0
+            C[dead, dead] = C.diagonal()[~dead].mean()
+        scale = float(C.diagonal().max())
+        eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
+        for jitter in (0.0, *JITTERS):
+            L, bad = torch.linalg.cholesky_ex(C + jitter * scale * eye if jitter else C)
+            FACTORISATIONS["cholesky"] += 1
+            if int(bad) == 0:
+                return "cholesky", {"L": L.contiguous()}
     LU, pivots = torch.linalg.lu_factor(C)
     FACTORISATIONS["lu"] += 1
     return "lu", {"LU": LU.contiguous(), "pivots": pivots.contiguous()}
