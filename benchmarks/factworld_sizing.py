@@ -15,6 +15,7 @@ Usage::
 
     python benchmarks/factworld_sizing.py CHECKPOINT [CHECKPOINT ...] [--sizes 100,1000]
         [--trace 40] [--window 3] [--layers 2,3,4] [--stats-samples 5000] [--json out.json]
+        [--fact-token last --mom2-update-weight 15 --clamp 10]    # the deep model's presets
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def _scores(model: Any, requests: list[Any]) -> dict[str, float]:
 
 
 def measure(path: str, sizes: list[int], n_trace: int, window: int, layers: list[int] | None,
-            stats_samples: int, recall_sample: int) -> dict[str, Any]:
+            stats_samples: int, recall_sample: int, fact_token: str = "subject_last",
+            mom2_update_weight: float | None = None, clamp: float = 4.0) -> dict[str, Any]:
     import kme
     from kme_factworld.cli import check_model
     from kme_factworld.text import corpus
@@ -75,7 +77,9 @@ def measure(path: str, sizes: list[int], n_trace: int, window: int, layers: list
     effect = loc.scores["mean_indirect_effect"]["mlp"]["subject_last"]
     row["trace_mlp_subject_last"] = [round(x, 3) for x in effect]
     row["trace_hidden_subject_last"] = [round(x, 3) for x in loc.scores["mean_indirect_effect"]["hidden"]["subject_last"]]
-    row["trace_peak_layer"] = int(max(range(len(effect)), key=lambda i: effect[i]))
+    row["trace_mlp_last"] = [round(x, 3) for x in loc.scores["mean_indirect_effect"]["mlp"]["last"]]
+    peak_at = effect if fact_token != "last" else loc.scores["mean_indirect_effect"]["mlp"]["last"]
+    row["trace_peak_layer"] = int(max(range(len(peak_at)), key=lambda i: peak_at[i]))
     row["trace_seconds"] = round(time.perf_counter() - t0, 1)
     if layers is None:
         peak = row["trace_peak_layer"]
@@ -85,7 +89,8 @@ def measure(path: str, sizes: list[int], n_trace: int, window: int, layers: list
     with tempfile.TemporaryDirectory() as tmp:
         corpus_file = Path(tmp) / "corpus.txt"
         corpus_file.write_text("\n".join(corpus(world)) + "\n", encoding="utf-8")
-        params = {"layers": layers, "v_num_grad_steps": 50, "v_lr": 1.0, "clamp_norm_factor": 4.0,
+        params = {"layers": layers, "v_num_grad_steps": 50, "v_lr": 1.0, "clamp_norm_factor": clamp,
+                  "fact_token": fact_token, "mom2_update_weight": mom2_update_weight,
                   "stats_corpus": f"file:{corpus_file}", "stats_samples": stats_samples, "stats_dir": tmp,
                   "progress": False}
         editor = model.make_editor("memit", params)
@@ -116,6 +121,10 @@ def main() -> None:
     ap.add_argument("--stats-samples", type=int, default=5000)
     ap.add_argument("--recall-sample", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fact-token", default="subject_last", choices=["subject_last", "subject_first", "last"],
+                    help="MEMIT's fact token; with 'last' the window ends at the last token's traced peak")
+    ap.add_argument("--mom2-update-weight", type=float, default=None, help="MEMIT's λ (default: the width rule)")
+    ap.add_argument("--clamp", type=float, default=4.0, help="clamp_norm_factor")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     import torch
@@ -123,7 +132,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     sizes = [int(x) for x in a.sizes.split(",")]
     layers = [int(x) for x in a.layers.split(",")] if a.layers else None
-    rows = [measure(p, sizes, a.trace, a.window, layers, a.stats_samples, a.recall_sample) for p in a.checkpoints]
+    rows = [measure(p, sizes, a.trace, a.window, layers, a.stats_samples, a.recall_sample, a.fact_token,
+                    a.mom2_update_weight, a.clamp) for p in a.checkpoints]
     print("| shape | d_ff | params (M) | steps | train s | recall train / held-out | MLP effect at subject's last "
           "token, by layer | MEMIT layers | " + " | ".join(f"MEMIT {n}: eff / para / neigh" for n in sizes) + " |")
     print("|---|---:|---:|---:|---:|---|---|---|" + "---|" * len(sizes))

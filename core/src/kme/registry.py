@@ -34,7 +34,8 @@ _PROVIDERS: dict[str, dict[str, str]] = {
                       "model alias": "factworld", "corpus": "factworld factworld-deep factworld-deep-train-split",
                       "preset": "alphaedit/factworld grace/factworld ike/factworld memit/factworld pmet/factworld "
                                 "rome/factworld"},
-    "kme-factworld-deep": {"model alias": "factworld-deep"},
+    "kme-factworld-deep": {"model alias": "factworld-deep",
+                           "preset": "alphaedit/factworld-deep memit/factworld-deep rome/factworld-deep"},
     "kme-ft-l": {"editor": "ft-l", "preset": "ft-l/factworld"},
     "kme-ft-m": {"editor": "ft-m", "preset": "ft-m/factworld"},
     "kme-ftl": {"editor": "ft-l-demo"},

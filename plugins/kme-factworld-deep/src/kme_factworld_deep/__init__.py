@@ -12,7 +12,7 @@ from typing import Any
 
 import kme
 
-__all__ = ["ALIAS", "CHECKPOINT_DIR", "kme_register_model_aliases"]
+__all__ = ["ALIAS", "CHECKPOINT_DIR", "kme_register_model_aliases", "kme_register_presets"]
 
 ALIAS = "factworld-deep"
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
@@ -25,3 +25,11 @@ def kme_register_model_aliases(register: Any) -> None:
         name=ALIAS, target=str(CHECKPOINT_DIR),
         description="GPT-2 (8 layers x 192) trained on the deep fact world (2,052 subjects); "
                     "ships with kme-factworld-deep"))
+
+
+@kme.hookimpl
+def kme_register_presets(register: Any) -> None:
+    from kme_factworld_deep.presets import PRESETS
+
+    for preset in PRESETS:
+        register(preset)
