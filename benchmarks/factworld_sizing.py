@@ -4,7 +4,7 @@ For each checkpoint (trained with ``kme factworld train --world deep --set n_lay
 
 - recall on trained and held-out phrasings (a sample of each group);
 - causal tracing (ROME §2) on known facts of the ``eval`` split: the mean indirect effect of
-  restoring the MLP output at the subject's last token, per layer (window scaled to depth);
+  restoring one layer's MLP output at the subject's last token and at the prompt's last token;
 - MEMIT, one batch of N edits with distinct subjects (N = 100 and 1,000 by default):
   efficacy / paraphrase / neighbourhood scores (CounterFact's comparisons), at a window of
   layers that ends at the traced peak.
@@ -73,7 +73,7 @@ def measure(path: str, sizes: list[int], n_trace: int, window: int, layers: list
         if model.score([r.text], [r.target_true])[0].all_correct:
             known.append(r)
     t0 = time.perf_counter()
-    loc = pm.locators.get("causal-tracing")({"max_requests": n_trace, "kinds": ["mlp", "hidden"]}).locate(model, known)
+    loc = pm.locators.get("causal-tracing")({"max_requests": n_trace, "kinds": ["mlp", "hidden"], "window": 1}).locate(model, known)
     effect = loc.scores["mean_indirect_effect"]["mlp"]["subject_last"]
     row["trace_mlp_subject_last"] = [round(x, 3) for x in effect]
     row["trace_hidden_subject_last"] = [round(x, 3) for x in loc.scores["mean_indirect_effect"]["hidden"]["subject_last"]]
@@ -135,12 +135,13 @@ def main() -> None:
     rows = [measure(p, sizes, a.trace, a.window, layers, a.stats_samples, a.recall_sample, a.fact_token,
                     a.mom2_update_weight, a.clamp) for p in a.checkpoints]
     print("| shape | d_ff | params (M) | steps | train s | recall train / held-out | MLP effect at subject's last "
-          "token, by layer | MEMIT layers | " + " | ".join(f"MEMIT {n}: eff / para / neigh" for n in sizes) + " |")
-    print("|---|---:|---:|---:|---:|---|---|---|" + "---|" * len(sizes))
+          "token, by layer | at the last token | MEMIT layers | " + " | ".join(f"MEMIT {n}: eff / para / neigh" for n in sizes) + " |")
+    print("|---|---:|---:|---:|---:|---|---|---|---|" + "---|" * len(sizes))
     for r in rows:
         print(f"| {r['shape']} | {r['d_ff']} | {r['parameters_m']} | {r['train_steps']} | {r['train_seconds']:.0f} | "
               f"{r['recall_train']:.3f} / {r['recall_heldout']:.3f} | "
-              f"{' '.join(f'{x:.3f}' for x in r['trace_mlp_subject_last'])} | {r['memit_layers']} | "
+              f"{' '.join(f'{x:.3f}' for x in r['trace_mlp_subject_last'])} | "
+              f"{' '.join(f'{x:.3f}' for x in r['trace_mlp_last'])} | {r['memit_layers']} | "
               + " | ".join(_fmt(r[f"memit_{n}"]) for n in sizes) + " |")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
