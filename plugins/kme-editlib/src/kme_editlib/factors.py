@@ -39,8 +39,8 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from kme_editlib.stats import StatsKey, _save, source_of
 
-__all__ = ["Factor", "FACTORISATIONS", "DEAD_UNIT_TOL", "JITTERS", "cov_factor", "cached_null_space_projector", "clear_memory",
-           "factor_path", "factor_meta", "ENV_MEMORY"]
+__all__ = ["Factor", "FACTORISATIONS", "DEAD_UNIT_TOL", "JITTERS", "cov_factor", "cached_null_space_projector",
+           "clear_memory", "factor_path", "factor_meta", "ENV_MEMORY"]
 
 ENV_MEMORY = "KME_FACTOR_MEMORY"
 FACTOR_VERSION = "2"
@@ -233,7 +233,7 @@ def factorise(cov: torch.Tensor) -> tuple[str, dict[str, torch.Tensor]]:
             C[dead, dead] = C.diagonal()[~dead].mean()
         scale = float(C.diagonal().max())
         eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
-        for jitter in (0.0, *JITTERS):
+        for jitter in ((0.0, *JITTERS) if bool(dead.any()) else JITTERS):  # no dead unit: C is as it failed above
             L, bad = torch.linalg.cholesky_ex(C + jitter * scale * eye if jitter else C)
             FACTORISATIONS["cholesky"] += 1
             if int(bad) == 0:
