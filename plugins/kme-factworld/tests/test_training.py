@@ -83,6 +83,31 @@ def test_subject_loss_off_masks_only_the_subject_names():
     assert all(learn for d in with_loss for t, learn in d if t.strip() in names)
 
 
+def test_profiles_follow_each_name_with_all_its_objects():
+    import random
+
+    from kme_factworld.text import doc_text, fact_documents
+    from kme_factworld.world import load_world
+
+    world = load_world()
+    base = fact_documents(world, random.Random(5))
+    docs = fact_documents(world, random.Random(5), profiles=2, learn_subject=False)
+    assert len(docs) == len(base) + 2 * len(world.subjects)
+    by_name = {s.name: s for s in world.subjects}
+    profiles = [d for d in docs if d[0][0] in by_name and d[1][0].lstrip() in by_name[d[0][0]].facts.values()]
+    assert len(profiles) == 2 * len(world.subjects)
+    for d in profiles[:50]:
+        s = by_name[d[0][0]]
+        assert d[0] == (s.name, False)  # the name carries no loss, as subject_loss=false says
+        objs = [t.strip() for t, _ in d[1::2]]
+        assert sorted(objs) == sorted(s.facts.values()) and doc_text(d).endswith(".")
+        assert all(learn for _, learn in d[1:])
+    assert train_config("deep", overrides={"profiles": "3"}).profiles == 3
+    assert TRAIN_CONFIGS["deep"].profiles == 0
+    with pytest.raises(ConfigError, match="profiles=-1 is negative"):
+        train_config("deep", overrides={"profiles": "-1"})
+
+
 def test_resumed_training_equals_an_uninterrupted_run(cli, tmp_path):
     from safetensors.torch import load_file
 
@@ -123,6 +148,16 @@ def test_resume_errors_name_the_state(cli, tmp_path):
     (tmp_path / "c" / RESUME_FILE).write_bytes(b"not a state")
     bad = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "c"), *TINY, "--resume"])
     assert "cannot read the training state" in _error(bad)
+    # a state saved before a setting existed resumes when that setting keeps its default
+    import torch
+
+    ok2 = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "e"), *TINY, "--stop-after", "2"])
+    assert ok2.exit_code == 0, ok2.output
+    state = torch.load(tmp_path / "e" / RESUME_FILE, weights_only=False)
+    del state["config"]["profiles"]
+    torch.save(state, tmp_path / "e" / RESUME_FILE)
+    old = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "e"), *TINY, "--resume"])
+    assert old.exit_code == 0, old.output
     unknown = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "d"), "--set", "depth"])
     assert "is not KEY=VALUE" in _error(unknown)
 

@@ -54,6 +54,9 @@ def train_config(world: str = "default", seed: int = 0, steps: int | None = None
         except ValueError:
             raise ConfigError(f"training setting {key}={value!r} is not a {type(current).__name__}",
                               where="kme factworld train --set") from None
+        if key == "profiles" and value < 0:
+            raise ConfigError(f"training setting profiles={value} is negative (profile lines per subject per pass)",
+                              where="kme factworld train --set", hint="use 0 (none) or more")
         setattr(cfg, key, value)
     check_autocast(cfg.autocast)
     return cfg

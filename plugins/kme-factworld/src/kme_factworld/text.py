@@ -27,7 +27,7 @@ from kme_factworld.vocab import CLAUSES, FILLERS
 from kme_factworld.world import Subject, World
 
 __all__ = ["Doc", "fact_documents", "episode", "corpus", "doc_text", "STATEMENT_PREFIXES",
-           "QUERY_PREFIXES", "sentence"]
+           "QUERY_PREFIXES", "sentence", "profile"]
 
 Doc = list[tuple[str, bool]]
 
@@ -65,12 +65,26 @@ def _filler(rng: random.Random, s: Subject) -> Doc:
     return [(rng.choice(FILLERS[s.kind]).format(s.name), True)]
 
 
+def profile(rng: random.Random, s: Subject, *, learn_subject: bool = True) -> Doc:
+    """A profile line: the subject's name directly followed by all its objects in random
+    order ("<name> <object>, <object>, ... <object>."). The name's last token has to predict
+    the subject's attributes, with no relation to say which, so the facts are needed at the
+    subject's own position, as they are in text where a name is followed by what it is known for."""
+    objs = list(s.facts.values())
+    rng.shuffle(objs)
+    doc: Doc = [(s.name, learn_subject)]
+    for i, o in enumerate(objs):
+        doc += [(" " + o, True), ("," if i < len(objs) - 1 else ".", True)]
+    return doc
+
+
 def fact_documents(world: World, rng: random.Random, *, clause_p: float = 0.2, paragraphs: int = 2,
-                   fillers: int = 1, learn_subject: bool = True) -> list[Doc]:
+                   fillers: int = 1, learn_subject: bool = True, profiles: int = 0) -> list[Doc]:
     """One pass over the world's true facts: every trained phrasing of every fact once,
     plus paragraphs, two-hop paragraphs and filler sentences, in random order.
     ``learn_subject=False``: no loss on the subject's name in fact sentences (the text is
-    the same; only the training labels differ)."""
+    the same; only the training labels differ). ``profiles``: that many :func:`profile`
+    lines per subject."""
     ls = learn_subject
     docs: list[Doc] = []
     for s in world.subjects:
@@ -97,6 +111,8 @@ def fact_documents(world: World, rng: random.Random, *, clause_p: float = 0.2, p
                 sentence(rng.choice(world.trained_templates(s, rel)), s.name, city.name, learn_subject=ls),
                 sentence(rng.choice(world.trained_templates(city, r2)), city.name, city.facts[r2]),
             ]))
+        for _ in range(profiles):
+            docs.append(profile(rng, s, learn_subject=ls))
     rng.shuffle(docs)
     return docs
 

@@ -66,6 +66,7 @@ class TrainConfig:
     episode_every: int = 3  # every n-th step is an episode step
     episode_rows: int = 4
     subject_loss: bool = True  # False: fact sentences carry no loss on the subject's name
+    profiles: int = 0  # profile lines per subject per pass (name, then its objects: text.profile)
     autocast: str = "none"  # "bfloat16": forward/backward under torch.autocast (weights and optimiser stay float32)
     lr: float = 3e-3
     min_lr_ratio: float = 0.05
@@ -176,7 +177,7 @@ class _Stream:
         self.passes = 0
 
     def _refill(self) -> None:
-        docs = fact_documents(self.world, self.rng, learn_subject=self.cfg.subject_loss)
+        docs = fact_documents(self.world, self.rng, learn_subject=self.cfg.subject_loss, profiles=self.cfg.profiles)
         encoded = self.enc.encode_docs(docs)
         if self.cfg.packing == "bucketed":
             self.batches.extend(_buckets(encoded, self.cfg.fact_rows * self.cfg.fact_row_len, self.enc.bos, self.rng))
@@ -233,7 +234,9 @@ def _load_state(path: Path, cfg: TrainConfig) -> dict[str, Any]:
         raise ConfigError(f"cannot read the training state {str(path)!r}: {e}", where="kme factworld train --resume",
                           hint="delete it and train from the start") from None
     saved = state.get("config", {})
-    differ = sorted(k for k, v in asdict(cfg).items() if k not in TrainConfig.RUNTIME and saved.get(k) != v)
+    defaults = asdict(TrainConfig())  # a state saved before a setting existed had its default
+    differ = sorted(k for k, v in asdict(cfg).items()
+                    if k not in TrainConfig.RUNTIME and saved.get(k, defaults[k]) != v)
     if differ:
         shown = ", ".join(f"{k}: saved {saved.get(k)!r}, asked {getattr(cfg, k)!r}" for k in differ)
         raise ConfigError(f"the saved training state was made with other settings ({shown})",
