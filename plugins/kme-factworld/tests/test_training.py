@@ -156,6 +156,9 @@ def test_resume_errors_name_the_state(cli, tmp_path):
     state = torch.load(tmp_path / "e" / RESUME_FILE, weights_only=False)
     del state["config"]["profiles"]
     torch.save(state, tmp_path / "e" / RESUME_FILE)
+    changed = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "e"), *TINY, "--set", "profiles=2",
+                                  "--resume"])
+    assert "(profiles: saved 0, asked 2)" in _error(changed)
     old = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "e"), *TINY, "--resume"])
     assert old.exit_code == 0, old.output
     unknown = runner.invoke(cli, ["factworld", "train", "--out", str(tmp_path / "d"), "--set", "depth"])

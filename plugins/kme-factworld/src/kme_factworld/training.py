@@ -234,11 +234,10 @@ def _load_state(path: Path, cfg: TrainConfig) -> dict[str, Any]:
         raise ConfigError(f"cannot read the training state {str(path)!r}: {e}", where="kme factworld train --resume",
                           hint="delete it and train from the start") from None
     saved = state.get("config", {})
-    defaults = asdict(TrainConfig())  # a state saved before a setting existed had its default
-    differ = sorted(k for k, v in asdict(cfg).items()
-                    if k not in TrainConfig.RUNTIME and saved.get(k, defaults[k]) != v)
+    saved = {**asdict(TrainConfig()), **saved}  # a state saved before a setting existed had its default
+    differ = sorted(k for k, v in asdict(cfg).items() if k not in TrainConfig.RUNTIME and saved[k] != v)
     if differ:
-        shown = ", ".join(f"{k}: saved {saved.get(k)!r}, asked {getattr(cfg, k)!r}" for k in differ)
+        shown = ", ".join(f"{k}: saved {saved[k]!r}, asked {getattr(cfg, k)!r}" for k in differ)
         raise ConfigError(f"the saved training state was made with other settings ({shown})",
                           where=str(path), hint="resume with the same --world/--seed/--steps/--set, or start anew")
     return state
